@@ -1,0 +1,9 @@
+"""jaxmd-efield: E(3)-equivariant machine-learned models for atoms in electric fields,
+native to JAX-MD. Units: eV, Å, e, V/Å; dipole mu = -dE/dF (see DESIGN.md)."""
+
+from jaxmd_efield import graph, response
+from jaxmd_efield.energy import efield_nequip_neighbor_list
+from jaxmd_efield.nn.nequip import EFieldNequIPConfig
+
+__version__ = "0.1.0"
+__all__ = ["EFieldNequIPConfig", "efield_nequip_neighbor_list", "graph", "response"]

@@ -1,0 +1,84 @@
+"""From jax_md structures to the arrays the networks take: species indices and edges.
+
+Supported neighbor lists (every format of each):
+  * ``jax_md.partition.NeighborList`` (``partition.neighbor_list``): minimum-image
+    displacements from the displacement function; the periodic box must be at least
+    twice the cutoff (the usual jax_md condition).
+  * ``jax_md.custom_partition.NeighborListMultiImage``
+    (``custom_partition.neighbor_list_multi_image``): explicit lattice shifts, for cells
+    smaller than twice the cutoff.
+with the formats ``Sparse``, ``OrderedSparse`` (each pair once; both directions are
+restored here) and ``Dense``.
+"""
+
+import ase.data
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import custom_partition, partition, space
+
+NeighborListFormat = partition.NeighborListFormat
+
+
+def species_indices(species, table):
+    """Map atomic numbers or chemical symbols to indices into a model's species `table`
+    (a tuple of atomic numbers). Raises ValueError for species outside the table."""
+    species = np.atleast_1d(np.asarray(species))
+    numbers = np.array([ase.data.atomic_numbers.get(s, -1) if isinstance(s, str) else int(s)
+                        for s in species.tolist()], dtype=int)
+    unknown = sorted(set(species[~np.isin(numbers, table)].tolist()))
+    if unknown:
+        raise ValueError(f"species {unknown} are not in the model's species table "
+                         f"(atomic numbers {tuple(table)})")
+    return jnp.asarray([table.index(z) for z in numbers], dtype=jnp.int32)
+
+
+def _pairs(neighbor):
+    """(receivers, senders, integer shifts or None), flat over all stored pairs."""
+    shifts = getattr(neighbor, "shifts", None)
+    fmt = neighbor.format
+    if fmt is NeighborListFormat.Dense:
+        n, m = neighbor.idx.shape
+        receivers = jnp.broadcast_to(jnp.arange(n, dtype=neighbor.idx.dtype)[:, None], (n, m))
+        return (receivers.ravel(), neighbor.idx.ravel(),
+                None if shifts is None else shifts.reshape(n * m, -1))
+    receivers, senders = neighbor.idx[0], neighbor.idx[1]
+    if fmt is NeighborListFormat.OrderedSparse:
+        receivers, senders = jnp.concatenate([receivers, senders]), jnp.concatenate([senders, receivers])
+        shifts = None if shifts is None else jnp.concatenate([shifts, -shifts])
+    return receivers, senders, shifts
+
+
+def edges(displacement_fn, R, neighbor, fractional_coordinates=False, **kwargs):
+    """Edge arrays of a neighbor list.
+
+    R: (N, 3) positions, Å (fractional if `fractional_coordinates`).
+    kwargs: passed to `displacement_fn` (e.g. `box=` for `space.periodic_general`);
+        for multi-image lists `box=` overrides the list's box.
+    Returns edge_vectors (E, 3) = r_sender - r_receiver in Å, senders (E,), receivers (E,)
+    (padded edges point at atom 0) and mask (E,) (False for padded and self edges; their
+    vectors are set to a harmless nonzero value).
+    """
+    if isinstance(neighbor, partition.NeighborList):
+        multi_image = False
+    elif isinstance(neighbor, custom_partition.NeighborListMultiImage):
+        multi_image = True
+    else:
+        raise TypeError("neighbor must be a jax_md.partition.NeighborList or a "
+                        "jax_md.custom_partition.NeighborListMultiImage, got "
+                        f"{type(neighbor).__name__}")
+    n = R.shape[0]
+    receivers, senders, shifts = _pairs(neighbor)
+    mask = (receivers < n) & (senders < n)
+    receivers = jnp.where(mask, receivers, 0)
+    senders = jnp.where(mask, senders, 0)
+    if multi_image:
+        box = kwargs.get("box", neighbor.box)
+        R_real = space.transform(box, R) if fractional_coordinates else R
+        vectors = R_real[senders] + space.transform(box, shifts.astype(R.dtype)) - R_real[receivers]
+        mask = mask & ((senders != receivers) | jnp.any(shifts != 0, axis=-1))
+    else:
+        vectors = jax.vmap(lambda a, b: displacement_fn(a, b, **kwargs))(R[senders], R[receivers])
+        mask = mask & (senders != receivers)
+    vectors = jnp.where(mask[:, None], vectors, 1.0)
+    return vectors, senders, receivers, mask

@@ -1,0 +1,119 @@
+"""The field-dependent NequIP energy network and its configuration."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+import e3nn_jax as e3nn
+import haiku as hk
+import jax.numpy as jnp
+
+from jaxmd_efield.nn.heads import FieldEnergyHead
+from jaxmd_efield.nn.layers import FieldInteraction
+from jaxmd_efield.nn.radial import bessel_embedding
+
+
+@dataclasses.dataclass(frozen=True)
+class EFieldNequIPConfig:
+    """Static configuration of :class:`EFieldNequIP` (hashable, so it can be closed over
+    or passed as a static argument).
+
+    species: atomic numbers the model knows, e.g. (1, 6, 8); the model's species table.
+    r_cut: radial cutoff, Å.
+    hidden_irreps: node feature irreps; must contain 0e and 1o (positions and the field
+        are polar vectors), 2e for an anisotropic polarizability readout.
+    sh_lmax: highest degree of the edge spherical harmonics (parity (-1)^l).
+    num_layers: interaction blocks.
+    num_basis: Bessel radial functions.
+    radial_hidden, radial_layers: width and depth of the radial MLPs.
+    readout_hidden: width of the scalar readout MLP.
+    avg_num_neighbors: normalisation of the aggregated messages.
+    envelope_p: exponent p of the polynomial cutoff envelope.
+    energy_shift: per-species atomic energy shift, eV (same order as `species`), or None.
+    energy_scale: atomic energy scale, eV.
+    """
+
+    species: Tuple[int, ...]
+    r_cut: float = 4.0
+    hidden_irreps: str = "32x0e + 8x0o + 8x1o + 8x1e + 4x2e + 4x2o"
+    sh_lmax: int = 2
+    num_layers: int = 3
+    num_basis: int = 8
+    radial_hidden: int = 32
+    radial_layers: int = 2
+    readout_hidden: int = 16
+    avg_num_neighbors: float = 8.0
+    envelope_p: int = 6
+    energy_shift: Optional[Tuple[float, ...]] = None
+    energy_scale: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "species", tuple(int(z) for z in self.species))
+        if self.energy_shift is not None:
+            object.__setattr__(self, "energy_shift", tuple(float(e) for e in self.energy_shift))
+            if len(self.energy_shift) != len(self.species):
+                raise ValueError(f"energy_shift has {len(self.energy_shift)} entries for "
+                                 f"{len(self.species)} species")
+        if len(set(self.species)) != len(self.species) or not self.species:
+            raise ValueError(f"species must be distinct atomic numbers, got {self.species}")
+        irreps = e3nn.Irreps(self.hidden_irreps)
+        for needed in ("0e", "1o"):
+            if needed not in irreps:
+                raise ValueError(f"hidden_irreps {irreps} must contain {needed}: the energy is "
+                                 "read from 0e and the field (a polar vector) couples through 1o")
+        if self.r_cut <= 0 or self.num_layers < 1 or self.num_basis < 1:
+            raise ValueError("r_cut, num_layers and num_basis must be positive")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        for key in ("species", "energy_shift"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+class EFieldNequIP(hk.Module):
+    """E(3)-equivariant NequIP energy network whose features depend on an external field.
+
+    Invariant under joint rotations and reflections of the edge vectors and the field.
+    """
+
+    def __init__(self, config: EFieldNequIPConfig, name=None):
+        super().__init__(name=name)
+        self.config = config
+
+    def __call__(self, species, edge_vectors, senders, receivers, edge_mask, field):
+        """Per-atom energies, eV, shape (N,).
+
+        species: (N,) int indices into `config.species`.
+        edge_vectors: (E, 3) r_j - r_i for the edge j -> i, Å.
+        senders, receivers: (E,) atom indices j and i, in range for every edge.
+        edge_mask: (E,) bool, False for padded edges (whose vectors must be nonzero).
+        field: (N, 3) external field at each atom, V/Å.
+        """
+        cfg = self.config
+        num_species = len(cfg.species)
+        hidden = e3nn.Irreps(cfg.hidden_irreps)
+
+        lengths = jnp.linalg.norm(edge_vectors, axis=-1)
+        edge_radial = bessel_embedding(lengths, cfg.r_cut, cfg.num_basis, cfg.envelope_p)
+        edge_radial = jnp.where(edge_mask[:, None], edge_radial, 0.0)
+        edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
+                                           edge_vectors, normalize=True, normalization="component")
+        field = e3nn.IrrepsArray("1o", field)
+
+        num_scalars = hidden.filter(keep=["0e"]).num_irreps
+        h = e3nn.IrrepsArray(f"{num_scalars}x0e",
+                             hk.Embed(num_species, num_scalars, name="species_embedding")(species)
+                             .astype(edge_vectors.dtype))
+        for layer in range(cfg.num_layers):
+            h = FieldInteraction(hidden, num_species, cfg.avg_num_neighbors, cfg.radial_hidden,
+                                 cfg.radial_layers, name=f"interaction_{layer}")(
+                h, species, edge_sh, edge_radial, senders, receivers, field)
+
+        energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, field)
+        shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
+        return cfg.energy_scale * energy + shift[species]

@@ -1,0 +1,37 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="jaxmd-efield",
+    version="0.1.0",
+    description="E(3)-equivariant machine-learned models for atoms in electric fields, native to JAX-MD",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["jaxmd_efield", "jaxmd_efield.*"]),
+    package_data={"jaxmd_efield": ["pretrained/*"]},
+    install_requires=[
+        # 0.10.2 (the newest for Python 3.11) miscompiles on CPU (jax-ml/jax#39103; jax-md
+        # excludes it too). 0.10.1 is the last good release; jax and jaxlib must match.
+        "jax==0.10.1",
+        "jaxlib==0.10.1",
+        # Our multi-image neighbor list support follows jax_md.custom_partition as of 0.2.29.
+        "jax-md==0.2.29",
+        # 0.21 is the last release with e3nn_jax.haiku (Linear, MultiLayerPerceptron) and the
+        # IrrepsArray API used here.
+        "e3nn-jax==0.21.0",
+        # e3nn_jax.haiku is silently empty without dm-haiku; 0.0.17 is the release tested
+        # with jax 0.10.
+        "dm-haiku==0.0.17",
+        "optax>=0.2",
+        "numpy>=1.26",
+        "h5py>=3.10",
+        "ase>=3.23",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        # GPU users: the CUDA 12 plugin matching the pinned jaxlib.
+        "cuda": ["jax[cuda12]==0.10.1"],
+        "test": ["pytest>=8"],
+    },
+)
