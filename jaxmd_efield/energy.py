@@ -21,8 +21,8 @@ def _check_inputs(R, field, num_atoms):
 def _guard(energy, R, field, neighbor):
     """Never return a silently wrong energy. With concrete inputs, raise a ValueError for
     non-finite positions or field and for an overflowed neighbor list. Under jit, where no
-    exception can be raised, return NaN instead (multiplied in, so forces and every derivative
-    are NaN too); `jaxmd_efield.simulate` and the caller's overflow check catch it."""
+    exception can be raised, return NaN instead, added as NaN * (sum R + sum F) so that forces,
+    dipole and every derivative are NaN too, even when an overflowed list has no valid edge."""
     overflow = jnp.asarray(neighbor.did_buffer_overflow)
     nonfinite = ~(jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(field)))
     try:
@@ -33,7 +33,7 @@ def _guard(energy, R, field, neighbor):
             raise ValueError("positions or field contain NaN or inf")
     except jax.errors.ConcretizationTypeError:
         pass
-    return energy * jnp.where(overflow | nonfinite, jnp.nan, 1.0)
+    return energy + jnp.where(overflow | nonfinite, jnp.nan, 0.0) * (jnp.sum(R) + jnp.sum(field))
 
 
 def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNequIPConfig,

@@ -1,0 +1,14 @@
+"""Units. The library works in eV, Å, e and V/Å; jax_md integrators with masses in amu then
+run in its metal-like time unit sqrt(amu Å² / eV). Conversions from other systems live here."""
+
+import math
+
+AMU_KG = 1.66053906660e-27
+EV_J = 1.602176634e-19
+
+#: jax_md's time unit for eV, Å and amu, in fs (about 10.18 fs).
+TIME_UNIT_FS = math.sqrt(AMU_KG * 1e-20 / EV_J) * 1e15
+#: one femtosecond in jax_md time units: `dt = 0.5 * units.FS`.
+FS = 1.0 / TIME_UNIT_FS
+#: Boltzmann constant, eV/K: `kT = 300 * units.KB`.
+KB = 8.617333262e-5

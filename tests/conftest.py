@@ -1,0 +1,49 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.build import molecule
+from jax_md import space
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxmd_efield as jef  # noqa: E402
+
+TINY = jef.EFieldNequIPConfig(
+    species=(1, 6, 8), r_cut=4.0, hidden_irreps="8x0e + 2x0o + 4x1o + 4x1e + 2x2e",
+    num_layers=2, num_basis=6, radial_hidden=8, readout_hidden=8,
+)
+
+
+def random_orthogonal(seed, proper):
+    """A random rotation (proper) or rotation-reflection (improper) matrix."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return jnp.asarray(q if proper else -q)
+
+
+@pytest.fixture(scope="session")
+def ethanol():
+    """Ethanol (ASE geometry, shifted off the origin) and a tiny random float64 model in free
+    space: R (9, 3), species, neighbor list, energy E(R, field=..., neighbor=...)."""
+    mol = molecule("CH3CH2OH")
+    R = jnp.asarray(mol.positions + np.array([0.3, -0.2, 0.1]))
+    displacement, shift = space.free()
+    neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
+        displacement, 10.0, mol.numbers, TINY, disable_cell_list=True, capacity_multiplier=2.0)
+    nbrs = neighbor_fn.allocate(R)
+    params = jax.jit(init_fn)(jax.random.PRNGKey(1), R, nbrs)
+    return dict(R=R, numbers=mol.numbers, masses=jnp.asarray(mol.get_masses()), nbrs=nbrs,
+                neighbor_fn=neighbor_fn, energy_fn=energy_fn, params=params,
+                energy=functools.partial(energy_fn, params), shift=shift)
+
+
+@pytest.fixture(scope="session")
+def ethanol_response(ethanol):
+    """Jitted all-observables function of ethanol: (R, field) -> dict."""
+    fn = jax.jit(jef.response.field_response(ethanol["energy"]))
+    return lambda R, F: fn(R, field=F, neighbor=ethanol["nbrs"].update(R))

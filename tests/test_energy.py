@@ -1,0 +1,138 @@
+"""The jax_md builder: neighbor-list paths, periodic cells, cutoff smoothness, bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax_md import custom_partition, partition, space
+
+import jaxmd_efield as jef
+from conftest import TINY
+
+FIELD = jnp.array([0.05, 0.1, -0.2])
+TRICLINIC = jnp.array([[3.0, 0.8, 0.5], [0.0, 2.9, 0.6], [0.0, 0.0, 3.1]])  # columns: lattice vectors
+CELL_NUMBERS = np.array([6, 8, 1])
+CELL_FRACTIONAL = np.array([[0.1, 0.2, 0.05], [0.55, 0.5, 0.6], [0.3, 0.8, 0.4]])
+
+
+def observables(displacement, box, numbers, params, R, field=FIELD, **kwargs):
+    """(energy, forces, dipole, neighbor list) of the tiny model for one structure."""
+    neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(displacement, box, numbers, TINY, **kwargs)
+    nbrs = neighbor_fn.allocate(R)
+    fn = jax.jit(jef.response.energy_forces_dipole(functools.partial(energy_fn, params)))
+    return (*fn(R, field=field, neighbor=nbrs), nbrs)
+
+
+def supercell(box, fractional, numbers, reps):
+    """Cartesian positions, numbers and box of a reps[0] x reps[1] x reps[2] supercell."""
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in reps], indexing="ij"), -1).reshape(-1, 3)
+    frac = ((fractional[None] + grid[:, None]) / np.array(reps)).reshape(-1, 3)
+    big = np.asarray(box) * np.array(reps)[None, :]
+    return jnp.asarray(frac @ big.T), np.tile(numbers, len(grid)), jnp.asarray(big), len(grid)
+
+
+def multi_image(box):
+    return dict(neighbor_list_fn=custom_partition.neighbor_list_multi_image)
+
+
+def test_free_space_and_big_periodic_box_agree(ethanol):
+    R = ethanol["R"] + 7.0
+    free = observables(space.free()[0], 10.0, ethanol["numbers"], ethanol["params"], R,
+                       disable_cell_list=True)
+    periodic = observables(space.periodic(20.0)[0], 20.0, ethanol["numbers"], ethanol["params"], R)
+    for a, b in zip(free[:3], periodic[:3]):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_small_cell_multi_image_matches_minimum_image_supercell(ethanol):
+    """A 3 Å cubic cell (smaller than 2 r_cut = 8 Å) with the multi-image list against its
+    3x3x3 supercell (9 Å) with the minimum-image list: energy and dipole are extensive."""
+    box = 3.0 * jnp.eye(3)
+    R = jnp.asarray(CELL_FRACTIONAL @ np.asarray(box).T)
+    cell = observables(None, box, CELL_NUMBERS, ethanol["params"], R, **multi_image(box))
+    R_big, numbers_big, box_big, n = supercell(box, CELL_FRACTIONAL, CELL_NUMBERS, (3, 3, 3))
+    big = observables(space.periodic(9.0)[0], 9.0, numbers_big, ethanol["params"], R_big)
+    np.testing.assert_allclose(big[0], n * cell[0], rtol=1e-10)
+    np.testing.assert_allclose(big[1], jnp.tile(cell[1], (n, 1)), atol=1e-10)
+    np.testing.assert_allclose(big[2], n * cell[2], atol=1e-9)
+
+
+def test_triclinic_small_cell_is_extensive(ethanol):
+    R = jnp.asarray(CELL_FRACTIONAL @ np.asarray(TRICLINIC).T)
+    cell = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R, **multi_image(TRICLINIC))
+    R_big, numbers_big, box_big, n = supercell(TRICLINIC, CELL_FRACTIONAL, CELL_NUMBERS, (2, 1, 2))
+    big = observables(None, box_big, numbers_big, ethanol["params"], R_big, **multi_image(box_big))
+    np.testing.assert_allclose(big[0], n * cell[0], rtol=1e-10)
+    np.testing.assert_allclose(big[1], jnp.tile(cell[1], (n, 1)), atol=1e-10)
+    # translating one atom by a lattice vector changes nothing
+    moved = R.at[1].add(TRICLINIC[:, 1])
+    again = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], moved, **multi_image(TRICLINIC))
+    np.testing.assert_allclose(again[0], cell[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("fmt", [partition.OrderedSparse, partition.Dense], ids=["ordered", "dense"])
+def test_neighbor_list_formats_agree(ethanol, fmt):
+    R = ethanol["R"]
+    sparse = observables(space.free()[0], 10.0, ethanol["numbers"], ethanol["params"], R,
+                         disable_cell_list=True)
+    other = observables(space.free()[0], 10.0, ethanol["numbers"], ethanol["params"], R,
+                        disable_cell_list=True, format=fmt)
+    for a, b in zip(sparse[:3], other[:3]):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+    R_cell = jnp.asarray(CELL_FRACTIONAL @ np.asarray(TRICLINIC).T)
+    sparse = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R_cell, **multi_image(TRICLINIC))
+    other = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R_cell, format=fmt,
+                        **multi_image(TRICLINIC))
+    for a, b in zip(sparse[:3], other[:3]):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_energy_is_smooth_at_the_cutoff(ethanol):
+    """A C-O pair pulled through r_cut: energy continuous, force -> 0, nothing beyond."""
+    neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
+        space.free()[0], 10.0, [6, 8], TINY, disable_cell_list=True, dr_threshold=0.5)
+
+    def pair(r):
+        R = jnp.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]])
+        return R, neighbor_fn.allocate(jnp.array([[0.0, 0, 0], [TINY.r_cut - 0.2, 0, 0]]))
+
+    efd = jax.jit(jef.response.energy_forces_dipole(functools.partial(energy_fn, ethanol["params"])))
+    results = {r: efd(pair(r)[0], field=FIELD, neighbor=pair(r)[1])
+               for r in (TINY.r_cut - 1e-3, TINY.r_cut, TINY.r_cut + 1e-3, TINY.r_cut + 0.1)}
+    energies = [float(v[0]) for v in results.values()]
+    assert abs(energies[0] - energies[1]) < 1e-8
+    assert energies[1] == energies[2] == energies[3]
+    assert float(jnp.abs(results[TINY.r_cut - 1e-3][1]).max()) < 1e-5
+
+
+def test_bad_input_gives_clear_errors(ethanol):
+    E, R, nbrs = ethanol["energy"], ethanol["R"], ethanol["nbrs"]
+    with pytest.raises(ValueError, match="NaN or inf"):
+        E(R.at[2, 1].set(jnp.nan), neighbor=nbrs)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        E(R, neighbor=nbrs, field=jnp.array([0.0, jnp.inf, 0.0]))
+    with pytest.raises(ValueError, match=r"shape \(9, 3\)"):
+        E(R[:5], neighbor=nbrs)
+    with pytest.raises(ValueError, match=r"shape \(9, 3\)"):
+        E(R[:, :2], neighbor=nbrs)
+    with pytest.raises(ValueError, match="3-vector"):
+        E(R, neighbor=nbrs, field=jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"not in the model's species table"):
+        jef.efield_nequip_neighbor_list(space.free()[0], 10.0, ["C", "Cl"], TINY)
+    with pytest.raises(TypeError, match="NeighborList"):
+        E(R, neighbor=nbrs.idx)
+    with pytest.raises(ValueError, match="must contain 1o"):
+        jef.EFieldNequIPConfig(species=(1,), hidden_irreps="8x0e + 4x1e")
+
+    # an overflowed neighbor list: raise eagerly, NaN energy and forces under jit
+    sparse = ethanol["neighbor_fn"].allocate(R * 5.0)  # far apart: few neighbors, small capacity
+    overflowed = sparse.update(R)
+    assert bool(overflowed.did_buffer_overflow)
+    with pytest.raises(ValueError, match="overflowed"):
+        E(R, neighbor=overflowed)
+    energy, forces, dipole = jax.jit(jef.response.energy_forces_dipole(E))(R, neighbor=overflowed)
+    assert jnp.isnan(energy) and jnp.all(jnp.isnan(forces)) and jnp.all(jnp.isnan(dipole))
+    energy, forces, _ = jax.jit(jef.response.energy_forces_dipole(E))(R.at[0, 0].set(jnp.nan), neighbor=nbrs)
+    assert jnp.isnan(energy) and jnp.all(jnp.isnan(forces))

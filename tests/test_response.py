@@ -1,0 +1,116 @@
+"""Symmetry and finite-difference tests of the energy model and its response observables."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax_md import space
+
+import jaxmd_efield as jef
+from conftest import TINY, random_orthogonal
+
+FIELD = jnp.array([0.12, -0.25, 0.07])  # V/Å
+
+
+@pytest.mark.parametrize("proper", [True, False], ids=["rotation", "reflection"])
+def test_equivariance_under_joint_transformation(ethanol, ethanol_response, proper):
+    R, Q = ethanol["R"], random_orthogonal(0, proper)
+    out = ethanol_response(R, FIELD)
+    rot = ethanol_response(R @ Q.T, Q @ FIELD)
+    np.testing.assert_allclose(rot["energy"], out["energy"], rtol=1e-10)
+    np.testing.assert_allclose(rot["forces"], out["forces"] @ Q.T, atol=1e-10)
+    np.testing.assert_allclose(rot["dipole"], Q @ out["dipole"], atol=1e-10)
+    np.testing.assert_allclose(rot["polarizability"], Q @ out["polarizability"] @ Q.T, atol=1e-10)
+    np.testing.assert_allclose(rot["born_charges"],
+                               jnp.einsum("ac,icd,bd->iab", Q, out["born_charges"], Q), atol=1e-10)
+
+
+def test_field_really_enters(ethanol, ethanol_response):
+    """Rotating only the positions in a nonzero field changes E; mu is nonzero and F dependent;
+    the Born charges depend on the field too."""
+    R, Q = ethanol["R"], random_orthogonal(3, True)
+    assert abs(ethanol_response(R @ Q.T, FIELD)["energy"] - ethanol_response(R, FIELD)["energy"]) > 1e-4
+    zero, on = ethanol_response(R, jnp.zeros(3)), ethanol_response(R, FIELD)
+    assert jnp.linalg.norm(zero["dipole"]) > 1e-3
+    assert jnp.linalg.norm(on["dipole"] - zero["dipole"]) > 1e-4
+    assert jnp.linalg.norm(zero["polarizability"]) > 1e-3
+    assert jnp.abs(on["born_charges"] - zero["born_charges"]).max() > 1e-5
+
+
+def test_translation_invariance_and_sum_rules(ethanol, ethanol_response):
+    R = ethanol["R"]
+    out = ethanol_response(R, FIELD)
+    moved = ethanol_response(R + jnp.array([1.3, -0.7, 2.1]), FIELD)
+    for key in out:
+        np.testing.assert_allclose(moved[key], out[key], atol=1e-10, err_msg=key)
+    np.testing.assert_allclose(out["forces"].sum(0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(out["born_charges"].sum(0), 0.0, atol=1e-10)  # acoustic sum rule
+
+
+def test_permutation_invariance(ethanol, ethanol_response):
+    perm = np.random.default_rng(0).permutation(len(ethanol["numbers"]))
+    displacement, _ = space.free()
+    neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
+        displacement, 10.0, ethanol["numbers"][perm], TINY, disable_cell_list=True)
+    R = ethanol["R"][perm]
+    response = jax.jit(jef.response.field_response(functools.partial(energy_fn, ethanol["params"])))
+    permuted = response(R, field=FIELD, neighbor=neighbor_fn.allocate(R))
+    out = ethanol_response(ethanol["R"], FIELD)
+    for key in ("energy", "dipole", "polarizability"):
+        np.testing.assert_allclose(permuted[key], out[key], atol=1e-10, err_msg=key)
+    np.testing.assert_allclose(permuted["forces"], out["forces"][perm], atol=1e-10)
+    np.testing.assert_allclose(permuted["born_charges"], out["born_charges"][perm], atol=1e-10)
+
+
+def central_difference(fn, x, h):
+    """d fn / dx by central differences; result shape x.shape + fn(x).shape."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = []
+    for k in range(x.size):
+        step = np.zeros(x.size)
+        step[k] = h
+        step = step.reshape(x.shape)
+        rows.append((np.asarray(fn(x + step)) - np.asarray(fn(x - step))) / (2 * h))
+    return np.stack(rows).reshape(x.shape + np.shape(rows[0]))
+
+
+def test_observables_against_finite_differences(ethanol, ethanol_response):
+    R, h = np.asarray(ethanol["R"]), 1e-4
+    energy = jax.jit(lambda R_, F_: ethanol["energy"](R_, field=F_, neighbor=ethanol["nbrs"].update(R_)))
+    out = ethanol_response(R, FIELD)
+
+    forces_fd = -central_difference(lambda x: energy(x, FIELD), R, h)
+    dipole_fd = -central_difference(lambda f: energy(R, f), FIELD, h)
+    polar_fd = central_difference(lambda f: ethanol_response(R, f)["dipole"], FIELD, h)  # [b, a]
+    born_dmu_dR = central_difference(lambda x: ethanol_response(x, FIELD)["dipole"], R, h)  # [i, b, a]
+    born_df_dF = central_difference(lambda f: ethanol_response(R, f)["forces"], FIELD, h)  # [a, i, b]
+
+    def check(autodiff, fd, name):
+        err = np.abs(np.asarray(autodiff) - fd).max() / np.abs(fd).max()
+        assert err < 1e-6, f"{name}: relative error {err:.1e}"
+
+    check(out["forces"], forces_fd, "forces")
+    check(out["dipole"], dipole_fd, "dipole")
+    check(out["polarizability"], polar_fd.T, "polarizability")
+    check(out["born_charges"], np.transpose(born_dmu_dR, (0, 2, 1)), "Born charges as dmu/dR")
+    check(out["born_charges"], np.transpose(born_df_dF, (1, 0, 2)), "Born charges as dF/dfield")
+
+
+def test_separate_observables_match_combined(ethanol, ethanol_response):
+    R, E, nbrs = ethanol["R"], ethanol["energy"], ethanol["nbrs"]
+    out = ethanol_response(R, FIELD)
+    separate = {
+        "forces": jef.response.forces(E), "dipole": jef.response.dipole(E),
+        "polarizability": jef.response.polarizability(E), "born_charges": jef.response.born_charges(E),
+    }
+    for key, fn in separate.items():
+        np.testing.assert_allclose(jax.jit(fn)(R, field=FIELD, neighbor=nbrs), out[key], atol=1e-10)
+    energy, forces, dipole = jax.jit(jef.response.energy_forces_dipole(E))(R, field=FIELD, neighbor=nbrs)
+    np.testing.assert_allclose(forces, out["forces"], atol=1e-12)
+    np.testing.assert_allclose(dipole, out["dipole"], atol=1e-12)
+    np.testing.assert_allclose(energy, out["energy"], atol=1e-12)
+    # field=None means zero field
+    np.testing.assert_allclose(jax.jit(jef.response.dipole(E))(R, neighbor=nbrs),
+                               ethanol_response(R, jnp.zeros(3))["dipole"], atol=1e-12)
