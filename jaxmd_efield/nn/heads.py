@@ -24,7 +24,7 @@ class FieldEnergyHead(hk.Module):
         """h: (N, irreps) node features; field: (N, 1x1o) V/Å. Returns (N,) energies."""
         e0 = e3hk.MultiLayerPerceptron([self.hidden, 1], jax.nn.silu, output_activation=False,
                                        name="scalar_mlp")(h.filter("0e"))
-        dipole = e3hk.Linear("1o", name="dipole")(h)
+        dipole = e3hk.Linear("1o", force_irreps_out=True, name="dipole")(h)
         field_sq = e3nn.tensor_product(field, field, filter_ir_out=["0e", "2e"])
         polarizability = e3hk.Linear(field_sq.irreps, force_irreps_out=True,
                                      name="polarizability")(h)

@@ -1,0 +1,25 @@
+# Each target creates the virtual environment (.venv) when it is missing.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+.PHONY: install test test-slow example bench
+install: $(VENV)/.installed
+
+test: install  ## the test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-slow: install  ## the long tests kept out of `make test`
+	$(PY) -m pytest -q -m slow
+
+example: install  ## the README quickstart: NVT of ethanol in a time-varying field
+	$(PY) simulations/quickstart.py
+
+bench: install  ## MD-step benchmark; writes benchmarks/results/
+	$(PY) benchmarks/bench_md_step.py
