@@ -33,8 +33,7 @@ def supercell(box, fractional, numbers, reps):
     return jnp.asarray(frac @ big.T), np.tile(numbers, len(grid)), jnp.asarray(big), len(grid)
 
 
-def multi_image(box):
-    return dict(neighbor_list_fn=custom_partition.neighbor_list_multi_image)
+MULTI_IMAGE = dict(neighbor_list_fn=custom_partition.neighbor_list_multi_image)
 
 
 def test_free_space_and_big_periodic_box_agree(ethanol):
@@ -51,8 +50,8 @@ def test_small_cell_multi_image_matches_minimum_image_supercell(ethanol):
     3x3x3 supercell (9 Å) with the minimum-image list: energy and dipole are extensive."""
     box = 3.0 * jnp.eye(3)
     R = jnp.asarray(CELL_FRACTIONAL @ np.asarray(box).T)
-    cell = observables(None, box, CELL_NUMBERS, ethanol["params"], R, **multi_image(box))
-    R_big, numbers_big, box_big, n = supercell(box, CELL_FRACTIONAL, CELL_NUMBERS, (3, 3, 3))
+    cell = observables(None, box, CELL_NUMBERS, ethanol["params"], R, **MULTI_IMAGE)
+    R_big, numbers_big, _, n = supercell(box, CELL_FRACTIONAL, CELL_NUMBERS, (3, 3, 3))
     big = observables(space.periodic(9.0)[0], 9.0, numbers_big, ethanol["params"], R_big)
     np.testing.assert_allclose(big[0], n * cell[0], rtol=1e-10)
     np.testing.assert_allclose(big[1], jnp.tile(cell[1], (n, 1)), atol=1e-10)
@@ -61,14 +60,14 @@ def test_small_cell_multi_image_matches_minimum_image_supercell(ethanol):
 
 def test_triclinic_small_cell_is_extensive(ethanol):
     R = jnp.asarray(CELL_FRACTIONAL @ np.asarray(TRICLINIC).T)
-    cell = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R, **multi_image(TRICLINIC))
+    cell = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R, **MULTI_IMAGE)
     R_big, numbers_big, box_big, n = supercell(TRICLINIC, CELL_FRACTIONAL, CELL_NUMBERS, (2, 1, 2))
-    big = observables(None, box_big, numbers_big, ethanol["params"], R_big, **multi_image(box_big))
+    big = observables(None, box_big, numbers_big, ethanol["params"], R_big, **MULTI_IMAGE)
     np.testing.assert_allclose(big[0], n * cell[0], rtol=1e-10)
     np.testing.assert_allclose(big[1], jnp.tile(cell[1], (n, 1)), atol=1e-10)
     # translating one atom by a lattice vector changes nothing
     moved = R.at[1].add(TRICLINIC[:, 1])
-    again = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], moved, **multi_image(TRICLINIC))
+    again = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], moved, **MULTI_IMAGE)
     np.testing.assert_allclose(again[0], cell[0], rtol=1e-10)
 
 
@@ -82,9 +81,9 @@ def test_neighbor_list_formats_agree(ethanol, fmt):
     for a, b in zip(sparse[:3], other[:3]):
         np.testing.assert_allclose(a, b, atol=1e-10)
     R_cell = jnp.asarray(CELL_FRACTIONAL @ np.asarray(TRICLINIC).T)
-    sparse = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R_cell, **multi_image(TRICLINIC))
+    sparse = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R_cell, **MULTI_IMAGE)
     other = observables(None, TRICLINIC, CELL_NUMBERS, ethanol["params"], R_cell, format=fmt,
-                        **multi_image(TRICLINIC))
+                        **MULTI_IMAGE)
     for a, b in zip(sparse[:3], other[:3]):
         np.testing.assert_allclose(a, b, atol=1e-10)
 
