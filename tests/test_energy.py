@@ -1,5 +1,6 @@
 """The jax_md builder: neighbor-list paths, periodic cells, cutoff smoothness, bad input."""
 
+import dataclasses
 import functools
 
 import jax
@@ -135,3 +136,21 @@ def test_bad_input_gives_clear_errors(ethanol):
     assert jnp.isnan(energy) and jnp.all(jnp.isnan(forces)) and jnp.all(jnp.isnan(dipole))
     energy, forces, _ = jax.jit(jef.response.energy_forces_dipole(E))(R.at[0, 0].set(jnp.nan), neighbor=nbrs)
     assert jnp.isnan(energy) and jnp.all(jnp.isnan(forces))
+
+
+def test_per_species_shift_and_scale(ethanol):
+    """E_i = scale[s_i] e_i + shift[s_i]: shifting H by 1 eV moves E by the number of H atoms;
+    the config round-trips through a dict (as in checkpoints)."""
+    R, numbers = ethanol["R"], ethanol["numbers"]
+    base = dataclasses.replace(TINY, energy_scale=(0.5, 1.0, 2.0))
+    shifted = dataclasses.replace(base, energy_shift=(1.0, 0.0, 0.0))
+    assert jef.EFieldNequIPConfig.from_dict(shifted.to_dict()) == shifted
+    energies = []
+    for config in (TINY, base, shifted):
+        neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
+            space.free()[0], 10.0, numbers, config, disable_cell_list=True)
+        energies.append(float(energy_fn(ethanol["params"], R, neighbor_fn.allocate(R), FIELD)))
+    assert abs(energies[1] - energies[0]) > 1e-6
+    np.testing.assert_allclose(energies[2] - energies[1], np.sum(numbers == 1), rtol=1e-10)
+    with pytest.raises(ValueError, match="energy_scale has 2 entries"):
+        dataclasses.replace(TINY, energy_scale=(1.0, 2.0))

@@ -1,11 +1,12 @@
 """The field-dependent NequIP energy network and its configuration."""
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import e3nn_jax as e3nn
 import haiku as hk
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmd_efield.nn.heads import FieldEnergyHead
 from jaxmd_efield.nn.layers import FieldInteraction
@@ -29,7 +30,7 @@ class EFieldNequIPConfig:
     avg_num_neighbors: normalisation of the aggregated messages.
     envelope_p: exponent p of the polynomial cutoff envelope.
     energy_shift: per-species atomic energy shift, eV (same order as `species`), or None.
-    energy_scale: atomic energy scale, eV.
+    energy_scale: atomic energy scale, eV: one number, or one per species.
     """
 
     species: Tuple[int, ...]
@@ -44,15 +45,17 @@ class EFieldNequIPConfig:
     avg_num_neighbors: float = 8.0
     envelope_p: int = 6
     energy_shift: Optional[Tuple[float, ...]] = None
-    energy_scale: float = 1.0
+    energy_scale: Union[float, Tuple[float, ...]] = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
-        if self.energy_shift is not None:
-            object.__setattr__(self, "energy_shift", tuple(float(e) for e in self.energy_shift))
-            if len(self.energy_shift) != len(self.species):
-                raise ValueError(f"energy_shift has {len(self.energy_shift)} entries for "
-                                 f"{len(self.species)} species")
+        for name in ("energy_shift", "energy_scale"):
+            value = getattr(self, name)
+            if value is None or np.ndim(value) == 0:
+                continue
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+            if len(value) != len(self.species):
+                raise ValueError(f"{name} has {len(value)} entries for {len(self.species)} species")
         if len(set(self.species)) != len(self.species) or not self.species:
             raise ValueError(f"species must be distinct atomic numbers, got {self.species}")
         irreps = e3nn.Irreps(self.hidden_irreps)
@@ -69,8 +72,8 @@ class EFieldNequIPConfig:
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
-        for key in ("species", "energy_shift"):
-            if d.get(key) is not None:
+        for key in ("species", "energy_shift", "energy_scale"):
+            if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
 
@@ -116,4 +119,5 @@ class EFieldNequIP(hk.Module):
 
         energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, field)
         shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
-        return cfg.energy_scale * energy + shift[species]
+        scale = jnp.broadcast_to(jnp.asarray(cfg.energy_scale), (num_species,))
+        return scale[species] * energy + shift[species]
