@@ -26,6 +26,10 @@ setup(
         "numpy>=1.26",
         "h5py>=3.10",
         "ase>=3.23",
+        # GFN2-xTB reference for making data; jaxmd_efield.reference works around a cffi bug of
+        # 0.8.0's field interface using its internals, so the exact version matters.
+        "tblite==0.8.0",
+        "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],

@@ -2,8 +2,11 @@
 native to JAX-MD. Units: eV, Å, e, V/Å; dipole mu = -dE/dF (see DESIGN.md)."""
 
 from jaxmd_efield import graph, response
+from jaxmd_efield.calculator import EFieldCalculator
+from jaxmd_efield.checkpoint import Model, load_model, load_pretrained
 from jaxmd_efield.energy import efield_nequip_neighbor_list
 from jaxmd_efield.nn.nequip import EFieldNequIPConfig
 
 __version__ = "0.1.0"
-__all__ = ["EFieldNequIPConfig", "efield_nequip_neighbor_list", "graph", "response"]
+__all__ = ["EFieldCalculator", "EFieldNequIPConfig", "Model", "efield_nequip_neighbor_list", "graph",
+           "load_model", "load_pretrained", "response"]

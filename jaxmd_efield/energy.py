@@ -1,12 +1,11 @@
 """jax_md energy-function builders for field-dependent models."""
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 from jax_md import partition
 
 from jaxmd_efield import graph
-from jaxmd_efield.nn.nequip import EFieldNequIP, EFieldNequIPConfig
+from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
 
 
 def _check_inputs(R, field, num_atoms):
@@ -66,8 +65,7 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
     """
     species_idx = graph.species_indices(species, config.species)
     num_atoms = species_idx.shape[0]
-    network = hk.without_apply_rng(hk.transform(
-        lambda *inputs: EFieldNequIP(config)(*inputs)))
+    network = energy_network(config)
     nl_kwargs.setdefault("format", partition.Sparse)
     neighbor_fn = neighbor_list_fn(displacement_fn, box, config.r_cut,
                                    fractional_coordinates=fractional_coordinates, **nl_kwargs)

@@ -121,3 +121,10 @@ class EFieldNequIP(hk.Module):
         shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
         scale = jnp.broadcast_to(jnp.asarray(cfg.energy_scale), (num_species,))
         return scale[species] * energy + shift[species]
+
+
+def energy_network(config: EFieldNequIPConfig):
+    """The haiku-transformed network: `init(key, *inputs)` and `apply(params, *inputs)` with
+    the inputs of `EFieldNequIP.__call__`. Builders and the trainer share it, so parameters
+    move between them unchanged."""
+    return hk.without_apply_rng(hk.transform(lambda *inputs: EFieldNequIP(config)(*inputs)))

@@ -1,0 +1,314 @@
+"""Training: one trainer loop with pluggable tasks.
+
+A task knows its model and data: `init(key, batch)`, `loss(params, batch) -> (loss, metrics)`,
+`predict(params, batch) -> dict`, and how to cut data into fixed-shape batches. The trainer
+owns everything else: optax optimiser with warm-up + cosine learning rate, gradient clipping,
+EMA of parameters, deterministic data order (so --resume reproduces an uninterrupted run),
+validation metrics, atomic checkpoints, a CSV metrics log, a progress bar and parity plots.
+"""
+
+import csv
+import dataclasses
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from jaxmd_efield import checkpoint, graph
+from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings (the `training:` section of a training config)."""
+
+    batch_size: int = 16
+    steps: int = 10000
+    learning_rate: float = 5e-3
+    warmup_steps: int = 200
+    final_lr_fraction: float = 0.01
+    grad_clip: float = 10.0
+    ema_decay: float = 0.999
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    seed: int = 0
+    #: every k-th step trains on a batch of the rows with response labels (polarizability,
+    #: Born charges) and includes those loss terms, which cost about 3x; 0: never.
+    response_every: int = 0
+
+
+def pad_batch(arrays, indices, batch_size):
+    """Rows `indices` of every array, padded to `batch_size` by repeating the first row, with a
+    `weight` entry (1 for real rows, 0 for padding)."""
+    n_pad = batch_size - len(indices)
+    full = np.concatenate([indices, np.repeat(indices[:1], n_pad)])
+    batch = {k: v[full] for k, v in arrays.items()}
+    batch["weight"] = np.concatenate([np.ones(len(indices)), np.zeros(n_pad)])
+    return batch
+
+
+def _weighted_mean(x, weight):
+    weight = weight.reshape(weight.shape + (1,) * (x.ndim - 1))
+    return jnp.sum(x * weight) / jnp.maximum(jnp.sum(weight) * x[0].size, 1.0)
+
+
+class EnergyTask:
+    """Field-dependent energy model on molecules: loss on energy per atom, forces, dipole and,
+    where the data have them, polarizability and Born charges (all squared errors)."""
+
+    per_row = ("positions", "field", "energy", "forces", "dipole", "polarizability",
+               "born_charges", "has_response")
+
+    def __init__(self, config: EFieldNequIPConfig, numbers, loss_weights):
+        self.config = config
+        self.network = energy_network(config)
+        self.species = graph.species_indices(numbers, config.species)
+        self.weights = {k: float(v) for k, v in loss_weights.items() if v}
+        unknown = set(self.weights) - {"energy", "forces", "dipole", "polarizability", "born_charges"}
+        if unknown:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}")
+        self.response = bool({"polarizability", "born_charges"} & set(self.weights))
+
+    def _energies(self, params, positions, fields):
+        """Energies (B,) in eV of B molecules (B, N, 3) in fields (B, 3)."""
+        b, n, _ = positions.shape
+        vectors, senders, receivers, mask = graph.molecule_batch_edges(positions, self.config.r_cut)
+        atom_energies = self.network.apply(params, jnp.tile(self.species, b), vectors, senders,
+                                           receivers, mask, jnp.repeat(fields, n, axis=0))
+        return atom_energies.reshape(b, n).sum(axis=1)
+
+    def init(self, key, batch):
+        b, n, _ = batch["positions"].shape
+        vectors, senders, receivers, mask = graph.molecule_batch_edges(
+            jnp.asarray(batch["positions"]), self.config.r_cut)
+        return self.network.init(key, jnp.tile(self.species, b), vectors, senders, receivers,
+                                 mask, jnp.repeat(jnp.asarray(batch["field"]), n, axis=0))
+
+    def predict(self, params, batch, response=None):
+        """energy (B,), forces (B, N, 3), dipole (B, 3); with response also polarizability
+        (B, 3, 3) and born_charges (B, N, 3, 3), from one reverse pass (+ 3 field tangents)."""
+        response = self.response if response is None else response
+        positions, fields = batch["positions"], batch["field"]
+
+        def gradients(field_shift):
+            """Forces and dipoles with every molecule's field shifted by field_shift (3,)."""
+            def total(R, F):
+                energies = self._energies(params, R, F + field_shift)
+                return energies.sum(), energies
+            (_, energies), (dR, dF) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
+                positions, fields)
+            return (-dR, -dF), dict(energy=energies, forces=-dR, dipole=-dF)
+
+        if not response:
+            return gradients(jnp.zeros(3))[1]
+        # molecules are independent, so one shared shift gives each its own d/dF_a
+        (dforces, ddipole), out = jax.jacfwd(gradients, has_aux=True)(jnp.zeros(3))
+        return dict(out, polarizability=ddipole, born_charges=jnp.moveaxis(dforces, -1, 2))
+
+    def loss(self, params, batch, response=False):
+        """Weighted squared errors; the polarizability and Born-charge terms only if `response`."""
+        pred = self.predict(params, batch, response=response and self.response)
+        weight = batch["weight"]
+        n_atoms = batch["positions"].shape[1]
+        errors = dict(energy=(pred["energy"] - batch["energy"]) / n_atoms,
+                      forces=pred["forces"] - batch["forces"],
+                      dipole=pred["dipole"] - batch["dipole"])
+        response_weight = weight * batch["has_response"]
+        terms = {k: _weighted_mean(errors[k] ** 2, weight) for k in ("energy", "forces", "dipole")}
+        for key in ("polarizability", "born_charges"):
+            if key in pred and key in self.weights:
+                terms[key] = _weighted_mean((pred[key] - batch[key]) ** 2, response_weight)
+        total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
+        return total, {f"mse_{k}": v for k, v in terms.items()}
+
+    def metrics(self, predictions, data):
+        """Mean absolute errors over a split (predictions and data: stacked numpy arrays)."""
+        n_atoms = data["positions"].shape[1]
+        out = dict(
+            energy_mae_meV_per_atom=1e3 * np.mean(np.abs(predictions["energy"] - data["energy"])) / n_atoms,
+            forces_mae_meV_per_A=1e3 * np.mean(np.abs(predictions["forces"] - data["forces"])),
+            dipole_mae_eA=np.mean(np.abs(predictions["dipole"] - data["dipole"])))
+        if "polarizability" in predictions and data["has_response"].any():
+            rows = data["has_response"].astype(bool)
+            ref, pred = data["polarizability"][rows], predictions["polarizability"][rows]
+            out["polarizability_mae_eA2_per_V"] = np.mean(np.abs(pred - ref))
+            out["polarizability_mae_percent"] = 100 * np.mean(np.abs(pred - ref)) / np.mean(
+                np.abs(np.trace(ref, axis1=1, axis2=2) / 3))
+            out["born_charges_mae_e"] = np.mean(np.abs(predictions["born_charges"][rows] -
+                                                       data["born_charges"][rows]))
+        return {k: float(v) for k, v in out.items()}
+
+
+def predict_all(task, params, data, batch_size, response=True):
+    """Predictions for every row of `data` (padded batches of a fixed shape)."""
+    predict = jax.jit(lambda p, b: task.predict(p, b, response=response))
+    m = len(data["energy"])
+    chunks = []
+    for start in range(0, m, batch_size):
+        idx = np.arange(start, min(start + batch_size, m))
+        batch = pad_batch({k: data[k] for k in task.per_row}, idx, batch_size)
+        out = jax.device_get(predict(params, batch))
+        chunks.append({k: v[: len(idx)] for k, v in out.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+@functools.lru_cache(maxsize=8)
+def _optimizer_and_step(task, settings):
+    """Learning-rate schedule, optimiser and jitted train step of a (task, settings) pair, built
+    once so that repeated or resumed runs in one process reuse the compiled step."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, settings.learning_rate, settings.warmup_steps, max(settings.steps, settings.warmup_steps + 1),
+        settings.learning_rate * settings.final_lr_fraction)
+    optimizer = optax.chain(optax.clip_by_global_norm(settings.grad_clip), optax.adam(schedule))
+
+    @functools.partial(jax.jit, static_argnames="response")
+    def train_step(params, ema_params, opt_state, step, batch, response):
+        (loss, terms), grads = jax.value_and_grad(task.loss, has_aux=True)(params, batch, response)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        decay = jnp.minimum(settings.ema_decay, (1.0 + step) / (10.0 + step))
+        ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
+        return params, ema_params, opt_state, loss, terms
+
+    return schedule, optimizer, train_step
+
+
+def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=False,
+          progress=True, stop_after=None):
+    """Train `task`; writes checkpoint.pkl, metrics.csv and summary.json to `out_dir`.
+
+    Deterministic for given data, settings and seed: batch order of epoch e comes from
+    (seed, e), so a run resumed from any checkpoint ends where an uninterrupted one would.
+    `stop_after` ends the run early after that many steps (to test resuming).
+    Returns the final state dict (params, ema_params, opt_state, step, ...); its
+    `compilations` counts the compilations of the train step: one per step kind (with and
+    without response terms), so any more would be a recompilation.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, "checkpoint.pkl")
+    rows = {k: train_data[k] for k in task.per_row}
+    m = len(train_data["energy"])
+    if m < settings.batch_size:
+        raise ValueError(f"{m} training configurations are fewer than one batch ({settings.batch_size})")
+
+    response_every = settings.response_every if task.response else 0
+    response_rows = np.flatnonzero(train_data.get("has_response", np.zeros(m, bool)))
+    if response_every and len(response_rows) < settings.batch_size:
+        raise ValueError(f"response_every needs at least one batch ({settings.batch_size}) of rows "
+                         f"with response labels, the training split has {len(response_rows)}")
+
+    def is_response_step(step):
+        return bool(response_every) and step % response_every == response_every - 1
+
+    def batch_at(step):
+        """The batch of `step`, a function of (seed, step) alone."""
+        pool, stream, index = (response_rows, 1, step // response_every) if is_response_step(step) \
+            else (np.arange(m), 0, step)
+        per_epoch = len(pool) // settings.batch_size
+        epoch, position = divmod(index, per_epoch)
+        order = pool[np.random.default_rng([settings.seed, stream, epoch]).permutation(len(pool))]
+        return pad_batch(rows, order[position * settings.batch_size:][:settings.batch_size],
+                         settings.batch_size)
+
+    schedule, optimizer, train_step = _optimizer_and_step(task, settings)
+
+    if resume and os.path.exists(ckpt_path):
+        state = checkpoint.load_checkpoint(ckpt_path)
+    else:
+        params = task.init(jax.random.PRNGKey(settings.seed), batch_at(0))
+        state = dict(params=params, ema_params=params, opt_state=optimizer.init(params), step=0,
+                     train_seconds=0.0)
+        with open(os.path.join(out_dir, "metrics.csv"), "w"):
+            pass
+
+    end = settings.steps if stop_after is None else min(settings.steps, stop_after)
+    bar = tqdm(total=settings.steps, initial=state["step"], disable=not progress, desc="training",
+               unit="step")
+    running = []
+    while state["step"] < end:
+        start = time.perf_counter()
+        params, ema, opt_state, loss, terms = train_step(
+            state["params"], state["ema_params"], state["opt_state"], state["step"],
+            batch_at(state["step"]), is_response_step(state["step"]))
+        if not np.isfinite(float(loss)):
+            raise FloatingPointError(f"loss is {float(loss)} at step {state['step']}")
+        state.update(params=params, ema_params=ema, opt_state=opt_state, step=state["step"] + 1,
+                     train_seconds=state["train_seconds"] + time.perf_counter() - start)
+        running.append(float(loss))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-50:]):.3g}")
+        step = state["step"]
+        if step % settings.eval_every == 0 or step == settings.steps:
+            metrics = task.metrics(predict_all(task, state["ema_params"], val_data, settings.batch_size),
+                                   val_data)
+            _append_csv(os.path.join(out_dir, "metrics.csv"),
+                        dict(step=step, lr=float(schedule(step)), train_loss=np.mean(running), **metrics))
+            running = []
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        if step % settings.checkpoint_every == 0 or step == end:
+            checkpoint.save_checkpoint(ckpt_path, state)
+    bar.close()
+    state["compilations"] = train_step._cache_size()
+    return state
+
+
+def _append_csv(path, row):
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def parity_plots(predictions, data, path, title=""):
+    """Predicted vs reference for every quantity present, one panel each, saved as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("energy", "forces", "dipole", "polarizability", "born_charges")
+            if k in predictions]
+    rows = {k: slice(None) for k in keys}
+    if "has_response" in data:
+        for k in ("polarizability", "born_charges"):
+            rows[k] = data["has_response"].astype(bool)
+    labels = dict(energy="energy (eV)", forces="forces (eV/Å)", dipole="dipole (e·Å)",
+                  polarizability="polarizability (e·Å²/V)", born_charges="Born charges (e)")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6))
+    for ax, key in zip(np.atleast_1d(axes), keys):
+        ref = np.asarray(data[key])[rows[key]].ravel()
+        pred = np.asarray(predictions[key])[rows[key]].ravel()
+        if key == "energy":  # relative to the mean reference energy
+            ref, pred = ref - ref.mean(), pred - ref.mean()
+        ax.plot(ref, pred, ".", ms=2, alpha=0.5)
+        lims = [min(ref.min(), pred.min()), max(ref.max(), pred.max())]
+        ax.plot(lims, lims, "k-", lw=0.8)
+        ax.set_xlabel(f"reference {labels[key]}")
+        ax.set_ylabel("model")
+        ax.set_title(f"MAE {np.mean(np.abs(pred - ref)):.3g}", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def energy_statistics(data, species):
+    """Per-species energy shift (least squares of E on composition, minimum-norm: one molecule
+    gives equal shares) and a scale (RMS force component), from training data."""
+    numbers = np.asarray(data["numbers"])
+    counts = np.array([[np.sum(numbers == z) for z in species]], dtype=float)
+    counts = np.repeat(counts, len(data["energy"]), axis=0)
+    shift, *_ = np.linalg.lstsq(counts, np.asarray(data["energy"]), rcond=None)
+    return tuple(float(s) for s in shift), float(np.sqrt(np.mean(np.asarray(data["forces"]) ** 2)))
+
+
+def save_summary(path, summary):
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=1)
