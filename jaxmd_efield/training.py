@@ -145,9 +145,15 @@ class EnergyTask:
         return {k: float(v) for k, v in out.items()}
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_predict(task, response):
+    """One compiled predictor per (task, response), reused by every evaluation."""
+    return jax.jit(lambda params, batch: task.predict(params, batch, response=response))
+
+
 def predict_all(task, params, data, batch_size, response=True):
     """Predictions for every row of `data` (padded batches of a fixed shape)."""
-    predict = jax.jit(lambda p, b: task.predict(p, b, response=response))
+    predict = _jitted_predict(task, response)
     m = len(data["energy"])
     chunks = []
     for start in range(0, m, batch_size):

@@ -27,3 +27,13 @@ AU_DIPOLE = BOHR
 AU_FORCE = HARTREE / BOHR
 #: atomic unit of polarizability (e² Bohr² / Hartree) in e·Å²/V.
 AU_POLARIZABILITY = BOHR**2 / HARTREE
+
+# Spectroscopy.
+SPEED_OF_LIGHT_CM_PER_FS = 2.99792458e-5
+#: cm^-1 per sqrt(eV / (Å² amu)): harmonic wavenumber from a mass-weighted Hessian eigenvalue.
+WAVENUMBER_PER_SQRT_EV_A2_AMU = math.sqrt(EV_J / (1e-20 * AMU_KG)) / (2 * math.pi * 2.99792458e10)
+#: km/mol per e²/amu: IR intensity N_A / (12 eps0 c²) |dmu/dQ|² of a normal mode.
+KM_MOL_PER_E2_AMU = 6.02214076e23 / (12 * 8.8541878128e-12 * 2.99792458e8**2) \
+    * EV_J**2 / AMU_KG / 1e3
+#: hbar in eV fs.
+HBAR_EV_FS = 0.6582119569

@@ -37,6 +37,24 @@ def split_data(data, fractions, seed):
     return out
 
 
+def domain_breakdown(task, predictions, data):
+    """Test metrics in bins of field strength (V/Å) and sampling temperature (K), to show the
+    model is accurate over the whole sampled domain, not only near F = 0."""
+    field = np.linalg.norm(data["field"], axis=1)
+    bins = {f"|F| {lo}-{hi} V/Å": (field >= lo) & (field < hi)
+            for lo, hi in [(0.0, 0.1), (0.1, 0.25), (0.25, 0.5)]}
+    if "temperature" in data:
+        bins.update({f"T {lo}-{hi} K": (data["temperature"] >= lo) & (data["temperature"] < hi)
+                     for lo, hi in [(300, 450), (450, 650), (650, 800)]})
+    out = {}
+    for name, rows in bins.items():
+        if rows.sum():
+            pick = lambda d: {k: v[rows] for k, v in d.items() if k != "numbers"}  # noqa: E731
+            out[name] = dict(n=int(rows.sum()), **task.metrics(pick(predictions),
+                                                              dict(pick(data), numbers=data["numbers"])))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
@@ -70,7 +88,8 @@ def main(argv=None):
     test_metrics = task.metrics(predictions, test_data)
     training.parity_plots(predictions, test_data, os.path.join(out, "parity_test.png"),
                           title=f"test split ({len(test_data['energy'])} configurations)")
-    summary = dict(test=test_metrics, steps=state["step"], train_seconds=state["train_seconds"],
+    summary = dict(test=test_metrics, test_by_domain=domain_breakdown(task, predictions, test_data),
+                   steps=state["step"], train_seconds=state["train_seconds"],
                    wall_seconds_this_run=wall, compilations_of_train_step=state["compilations"],
                    n_train=len(train_data["energy"]), n_validation=len(val_data["energy"]),
                    n_test=len(test_data["energy"]), config=cfg)
