@@ -9,8 +9,11 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: install test test-slow example bench
+.PHONY: install demo test test-slow example bench
 install: $(VENV)/.installed
+
+demo: install  ## the main job: NVT of ethanol in a time-varying field with the shipped model, IR spectrum
+	$(PY) simulations/ethanol_ir.py
 
 test: install  ## the test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -21,5 +24,6 @@ test-slow: install  ## the long tests kept out of `make test`
 example: install  ## the README quickstart: NVT of ethanol in a time-varying field
 	$(PY) simulations/quickstart.py
 
-bench: install  ## MD-step benchmark; writes benchmarks/results/
+bench: install  ## benchmarks; write benchmarks/results/
 	$(PY) benchmarks/bench_md_step.py
+	$(PY) benchmarks/harmonic_ir_vs_xtb.py

@@ -67,7 +67,10 @@ def load_model(path):
 
 
 def load_pretrained(name):
-    """A `Model` shipped inside the package, e.g. `load_pretrained("ethanol-gfn2")`."""
+    """A `Model` shipped inside the package, e.g. `load_pretrained("ethanol-gfn2")`, or any
+    exported model given by its .npz path."""
+    if name.endswith(".npz"):
+        return load_model(name)
     path = os.path.join(PRETRAINED_DIR, f"{name}.npz")
     if not os.path.exists(path):
         available = sorted(f[:-4] for f in os.listdir(PRETRAINED_DIR) if f.endswith(".npz")) \
