@@ -62,8 +62,8 @@ class EnergyTask:
     """Field-dependent energy model on molecules: loss on energy per atom, forces, dipole and,
     where the data have them, polarizability and Born charges (all squared errors)."""
 
-    per_row = ("positions", "field", "energy", "forces", "dipole", "polarizability",
-               "born_charges", "has_response")
+    labels = ("positions", "field", "energy", "forces", "dipole", "polarizability",
+              "born_charges", "has_response")
 
     def __init__(self, config: EFieldNequIPConfig, numbers, loss_weights):
         self.config = config
@@ -74,6 +74,17 @@ class EnergyTask:
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}")
         self.response = bool({"polarizability", "born_charges"} & set(self.weights))
+
+    def rows(self, data):
+        """The per-configuration arrays of `data` this task uses; a nonzero loss weight whose
+        label the data lack is a ValueError."""
+        missing = sorted(k for k in self.weights if k not in data)
+        if self.response and "has_response" not in data:
+            missing.append("has_response")
+        if missing:
+            raise ValueError(f"the loss weights {sorted(self.weights)} need {missing}, which the "
+                             "data do not have: set those weights to 0 or add the labels")
+        return {k: data[k] for k in self.labels if k in data}
 
     def _energies(self, params, positions, fields):
         """Energies (B,) in eV of B molecules (B, N, 3) in fields (B, 3)."""
@@ -116,14 +127,12 @@ class EnergyTask:
         pred = self.predict(params, batch, response=response and self.response)
         weight = batch["weight"]
         n_atoms = batch["positions"].shape[1]
-        errors = dict(energy=(pred["energy"] - batch["energy"]) / n_atoms,
-                      forces=pred["forces"] - batch["forces"],
-                      dipole=pred["dipole"] - batch["dipole"])
-        response_weight = weight * batch["has_response"]
-        terms = {k: _weighted_mean(errors[k] ** 2, weight) for k in ("energy", "forces", "dipole")}
+        scale = dict(energy=1.0 / n_atoms)
+        terms = {k: _weighted_mean(((pred[k] - batch[k]) * scale.get(k, 1.0)) ** 2, weight)
+                 for k in ("energy", "forces", "dipole") if k in batch}
         for key in ("polarizability", "born_charges"):
             if key in pred and key in self.weights:
-                terms[key] = _weighted_mean((pred[key] - batch[key]) ** 2, response_weight)
+                terms[key] = _weighted_mean((pred[key] - batch[key]) ** 2, weight * batch["has_response"])
         total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
         return total, {f"mse_{k}": v for k, v in terms.items()}
 
@@ -132,9 +141,10 @@ class EnergyTask:
         n_atoms = data["positions"].shape[1]
         out = dict(
             energy_mae_meV_per_atom=1e3 * np.mean(np.abs(predictions["energy"] - data["energy"])) / n_atoms,
-            forces_mae_meV_per_A=1e3 * np.mean(np.abs(predictions["forces"] - data["forces"])),
-            dipole_mae_eA=np.mean(np.abs(predictions["dipole"] - data["dipole"])))
-        if "polarizability" in predictions and data["has_response"].any():
+            forces_mae_meV_per_A=1e3 * np.mean(np.abs(predictions["forces"] - data["forces"])))
+        if "dipole" in data:
+            out["dipole_mae_eA"] = np.mean(np.abs(predictions["dipole"] - data["dipole"]))
+        if "polarizability" in predictions and data.get("has_response", np.zeros(1)).any():
             rows = data["has_response"].astype(bool)
             ref, pred = data["polarizability"][rows], predictions["polarizability"][rows]
             out["polarizability_mae_eA2_per_V"] = np.mean(np.abs(pred - ref))
@@ -151,14 +161,15 @@ def _jitted_predict(task, response):
     return jax.jit(lambda params, batch: task.predict(params, batch, response=response))
 
 
-def predict_all(task, params, data, batch_size, response=True):
+def predict_all(task, params, data, batch_size, response=None):
     """Predictions for every row of `data` (padded batches of a fixed shape)."""
+    response = task.response and "has_response" in data if response is None else response
     predict = _jitted_predict(task, response)
     m = len(data["energy"])
     chunks = []
     for start in range(0, m, batch_size):
         idx = np.arange(start, min(start + batch_size, m))
-        batch = pad_batch({k: data[k] for k in task.per_row}, idx, batch_size)
+        batch = pad_batch(task.rows(data), idx, batch_size)
         out = jax.device_get(predict(params, batch))
         chunks.append({k: v[: len(idx)] for k, v in out.items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
@@ -198,7 +209,8 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
     """
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "checkpoint.pkl")
-    rows = {k: train_data[k] for k in task.per_row}
+    rows = task.rows(train_data)
+    task.rows(val_data)
     m = len(train_data["energy"])
     if m < settings.batch_size:
         raise ValueError(f"{m} training configurations are fewer than one batch ({settings.batch_size})")

@@ -33,11 +33,12 @@ def test_properties_against_finite_differences(calculated):
     assert props["born_effective_charges"].shape == (9, 3, 3)
     h = 1e-4
 
+    probe = atoms.copy()
+    probe.calc = jef.EFieldCalculator(calc.model)  # one calculator: compiled once, reused
+
     def at(positions=None, field=None, prop="energy"):
-        probe = atoms.copy()
-        if positions is not None:
-            probe.positions = positions
-        probe.calc = jef.EFieldCalculator(calc.model, field=FIELD if field is None else field)
+        probe.positions = atoms.positions if positions is None else positions
+        probe.calc.set(field=FIELD if field is None else field)
         return probe.calc.get_property(prop, probe)
 
     for i, b in [(0, 0), (4, 2)]:

@@ -99,9 +99,9 @@ def test_batched_predictions_match_the_jax_md_builder(tiny_data):
     data, _ = data_io.read_dataset(tiny_data)
     task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
     params = task.init(jax.random.PRNGKey(3), training.pad_batch(
-        {k: data[k] for k in task.per_row}, np.arange(4), 4))
+        task.rows(data), np.arange(4), 4))
     batch_pred = training.predict_all(task, params, {k: data[k][:5] for k in data if k != "numbers"},
-                                      batch_size=4)
+                                      batch_size=4, response=True)
     neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
         space.free()[0], 10.0, data["numbers"], TINY, disable_cell_list=True)
     response = jax.jit(jef.response.field_response(functools.partial(energy_fn, params)))
@@ -144,3 +144,18 @@ def test_data_generator_is_reproducible(tmp_path):
     for key in a:  # tblite's OpenMP reductions differ in the last bits between runs
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-9, err_msg=key)
     assert np.all(np.linalg.norm(a["field"], axis=1) <= 0.5)
+
+
+def test_energy_and_forces_only_data(tiny_data, tmp_path):
+    """A user's data with energies and forces only: trains with those weights, and asking for a
+    dipole loss is a clear error."""
+    data, _ = data_io.read_dataset(tiny_data)
+    plain = {k: data[k] for k in ("numbers", "positions", "field", "energy", "forces")}
+    with pytest.raises(ValueError, match=r"need \['born_charges', 'dipole', 'polarizability', 'has_response'\]"):
+        training.train(training.EnergyTask(TINY, data["numbers"], WEIGHTS), plain, plain, SETTINGS,
+                       str(tmp_path / "x"), progress=False)
+    task = training.EnergyTask(TINY, data["numbers"], dict(energy=1.0, forces=1.0))
+    state = training.train(task, plain, plain, dataclasses.replace(SETTINGS, steps=2, eval_every=2),
+                           str(tmp_path / "y"), progress=False)
+    metrics = task.metrics(training.predict_all(task, state["ema_params"], plain, 4), plain)
+    assert set(metrics) == {"energy_mae_meV_per_atom", "forces_mae_meV_per_A"}
