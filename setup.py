@@ -30,6 +30,9 @@ setup(
         # 0.8.0's field interface using its internals, so the exact version matters.
         "tblite==0.8.0",
         "pyyaml>=6",
+        # phonons with the non-analytic correction; 4.x makes nac_params' `factor` mandatory and
+        # takes lowercase methods, which jaxmd_efield.phonons follows.
+        "phonopy>=4.10,<5",
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
