@@ -20,6 +20,34 @@ from jax_md import custom_partition, partition, space
 NeighborListFormat = partition.NeighborListFormat
 
 
+def check_inputs(R, field, num_atoms):
+    """Static (shape) checks; raise ValueError at trace time."""
+    if R.ndim != 2 or R.shape != (num_atoms, 3):
+        raise ValueError(f"positions must have shape ({num_atoms}, 3) for the {num_atoms} "
+                         f"species given to the builder, got {R.shape}")
+    if field.shape != (3,):
+        raise ValueError(f"field must be a 3-vector in V/Å, got shape {field.shape}")
+
+
+def guard(value, R, field, neighbor):
+    """Never return a silently wrong result (an energy or a tensor). With concrete inputs, raise
+    a ValueError for non-finite positions or field and for an overflowed neighbor list. Under
+    jit, where no exception can be raised, return NaN instead, added as NaN * (sum R + sum F) so
+    that forces, dipole and every derivative are NaN too, even when an overflowed list has no
+    valid edge."""
+    overflow = jnp.asarray(neighbor.did_buffer_overflow)
+    nonfinite = ~(jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(field)))
+    try:
+        if bool(overflow):
+            raise ValueError("the neighbor list overflowed (did_buffer_overflow): reallocate it "
+                             "with neighbor_fn.allocate(R) before computing the energy")
+        if bool(nonfinite):
+            raise ValueError("positions or field contain NaN or inf")
+    except jax.errors.ConcretizationTypeError:
+        pass
+    return value + jnp.where(overflow | nonfinite, jnp.nan, 0.0) * (jnp.sum(R) + jnp.sum(field))
+
+
 def species_indices(species, table):
     """Map atomic numbers or chemical symbols to indices into a model's species `table`
     (a tuple of atomic numbers). Raises ValueError for species outside the table."""
@@ -96,3 +124,25 @@ def molecule_batch_edges(positions, r_cut):
     vectors = (positions[:, j] - positions[:, i]).reshape(-1, 3)
     mask = jnp.sum(vectors**2, axis=-1) < r_cut**2
     return jnp.where(mask[:, None], vectors, 1.0), senders, receivers, mask
+
+
+def neighbor_list_inputs(displacement_fn, box, species, config, neighbor_list_fn,
+                         fractional_coordinates, nl_kwargs):
+    """What every jax_md-facing builder needs: the neighbor list functions (cutoff
+    `config.r_cut`, Sparse format unless `nl_kwargs` says otherwise) and
+    `inputs(R, neighbor, field, kwargs) -> (R, field, species_indices, edge_vectors, senders,
+    receivers, edge_mask)` with the shape checks (field None means zero)."""
+    species_idx = species_indices(species, config.species)
+    num_atoms = species_idx.shape[0]
+    nl_kwargs = {"format": partition.Sparse, **nl_kwargs}
+    neighbor_fn = neighbor_list_fn(displacement_fn, box, config.r_cut,
+                                   fractional_coordinates=fractional_coordinates, **nl_kwargs)
+
+    def inputs(R, neighbor, field, kwargs):
+        R = jnp.asarray(R)
+        field = jnp.zeros(3, R.dtype) if field is None else jnp.asarray(field, R.dtype)
+        check_inputs(R, field, num_atoms)
+        return (R, field, species_idx,
+                *edges(displacement_fn, R, neighbor, fractional_coordinates, **kwargs))
+
+    return neighbor_fn, inputs

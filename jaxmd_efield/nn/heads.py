@@ -4,6 +4,7 @@ import e3nn_jax as e3nn
 import e3nn_jax.haiku as e3hk
 import haiku as hk
 import jax
+import jax.numpy as jnp
 
 
 class FieldEnergyHead(hk.Module):
@@ -30,3 +31,56 @@ class FieldEnergyHead(hk.Module):
                                      name="polarizability")(h)
         energy = e0 - e3nn.dot(dipole, field) - 0.5 * e3nn.dot(polarizability, field_sq)
         return energy.array[:, 0]
+
+
+class BornChargeHead(hk.Module):
+    """Per-atom Born effective charges, (N, 3, 3) in e with index order (atom, field,
+    displacement): a general (not symmetric) tensor from 0e + 1e + 2e features (the irreps of
+    polar x polar), plus a per-species isotropic offset. The acoustic sum rule is imposed by the
+    caller (`sum_rule_projection`)."""
+
+    def __init__(self, num_species, name=None):
+        super().__init__(name=name)
+        self.num_species = num_species
+
+    def __call__(self, h, species):
+        basis = e3nn.reduced_tensor_product_basis("ij", i="1o", j="1o")  # (3, 3, 9): 0e+1e+2e
+        features = e3hk.Linear(basis.irreps, force_irreps_out=True, name="tensor")(h)
+        offset = hk.Embed(self.num_species, 1, name="species_offset")(species)[:, 0]
+        return jnp.einsum("abk,nk->nab", basis.array, features.array) + offset[:, None, None] * jnp.eye(3)
+
+
+class DielectricHead(hk.Module):
+    """Electronic dielectric tensor of each structure, (G, 3, 3):
+
+        eps_inf = 1 + mean_i [softplus(s_i) I + sum_c v_ic v_ic^T]
+
+    over the atoms i of the structure, with s_i a scalar and v_ic (c = 1..num_vectors) polar and
+    axial vectors read from the node features. Symmetric, with eps_inf - 1 positive
+    semidefinite by construction, and intensive (a mean, so a supercell gives the same tensor).
+    """
+
+    def __init__(self, num_vectors=4, name=None):
+        super().__init__(name=name)
+        self.num_vectors = num_vectors
+
+    def __call__(self, h, node_graph, node_mask, num_graphs):
+        """node_graph: (N,) structure index of each atom; node_mask: (N,) real atoms."""
+        k = self.num_vectors
+        out = e3hk.Linear(f"0e + {k}x1o + {k}x1e", force_irreps_out=True, name="tensor")(h)
+        scalar = jax.nn.softplus(out.filter("0e").array[:, 0])
+        vectors = jnp.concatenate([out.filter("1o").array, out.filter("1e").array], -1).reshape(-1, 2 * k, 3)
+        per_atom = scalar[:, None, None] * jnp.eye(3) + jnp.einsum("nca,ncb->nab", vectors, vectors)
+        weight = node_mask.astype(per_atom.dtype)
+        total = jax.ops.segment_sum(per_atom * weight[:, None, None], node_graph, num_graphs)
+        count = jax.ops.segment_sum(weight, node_graph, num_graphs)
+        return jnp.eye(3) + total / jnp.maximum(count, 1.0)[:, None, None]
+
+
+def sum_rule_projection(born, node_graph, node_mask, num_graphs):
+    """Subtract each structure's mean Born charge from its atoms: sum_i Z_i = 0 exactly (the
+    acoustic sum rule of a neutral cell). Padded atoms are left at zero."""
+    weight = node_mask.astype(born.dtype)[:, None, None]
+    total = jax.ops.segment_sum(born * weight, node_graph, num_graphs)
+    count = jax.ops.segment_sum(weight[:, 0, 0], node_graph, num_graphs)
+    return (born - (total / jnp.maximum(count, 1.0)[:, None, None])[node_graph]) * weight

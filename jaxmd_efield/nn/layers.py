@@ -47,7 +47,7 @@ class FieldInteraction(hk.Module):
         """h: (N, irreps) node features; species: (N,) indices into the species table;
         edge_sh: (E, irreps) spherical harmonics of the unit edge vectors; edge_radial:
         (E, num_basis) radial embedding, zero for padded edges; senders, receivers: (E,)
-        valid atom indices; field: (N, 1x1o) field at each atom, V/Å."""
+        valid atom indices; field: (N, 1x1o) field at each atom, V/Å, or None."""
         pre_gate = gate_input_irreps(self.irreps_out)
         self_connection = e3hk.Linear(pre_gate, num_indexed_weights=self.num_species, force_irreps_out=True,
                                       name="self_connection")(species, h)
@@ -65,6 +65,9 @@ class FieldInteraction(hk.Module):
         aggregated = e3nn.scatter_sum(messages, dst=receivers, output_size=h.shape[0])
         aggregated = aggregated / jnp.sqrt(self.avg_num_neighbors)
 
-        field_coupling = e3nn.tensor_product(h, field, filter_ir_out=pre_gate)
-        mixed = e3nn.concatenate([aggregated, field_coupling]).regroup()
+        if field is None:  # no field (tensor models): messages only
+            mixed = aggregated
+        else:
+            field_coupling = e3nn.tensor_product(h, field, filter_ir_out=pre_gate)
+            mixed = e3nn.concatenate([aggregated, field_coupling]).regroup()
         return gate(e3hk.Linear(pre_gate, force_irreps_out=True, name="linear_down")(mixed) + self_connection)

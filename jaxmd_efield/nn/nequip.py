@@ -78,6 +78,29 @@ class EFieldNequIPConfig:
         return cls(**d)
 
 
+def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field=None):
+    """Species embedding, then `cfg.num_layers` interaction blocks: the NequIP backbone shared
+    by the energy and tensor networks. Call it inside a haiku module (its submodules are named
+    species_embedding and interaction_k there). field: (N, 1x1o) IrrepsArray or None.
+    Returns the node features (N, cfg.hidden_irreps)."""
+    num_species = len(cfg.species)
+    hidden = e3nn.Irreps(cfg.hidden_irreps)
+    lengths = jnp.linalg.norm(edge_vectors, axis=-1)
+    edge_radial = bessel_embedding(lengths, cfg.r_cut, cfg.num_basis, cfg.envelope_p)
+    edge_radial = jnp.where(edge_mask[:, None], edge_radial, 0.0)
+    edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
+                                       edge_vectors, normalize=True, normalization="component")
+    num_scalars = hidden.filter(keep=["0e"]).num_irreps
+    h = e3nn.IrrepsArray(f"{num_scalars}x0e",
+                         hk.Embed(num_species, num_scalars, name="species_embedding")(species)
+                         .astype(edge_vectors.dtype))
+    for layer in range(cfg.num_layers):
+        h = FieldInteraction(hidden, num_species, cfg.avg_num_neighbors, cfg.radial_hidden,
+                             cfg.radial_layers, name=f"interaction_{layer}")(
+            h, species, edge_sh, edge_radial, senders, receivers, field)
+    return h
+
+
 class EFieldNequIP(hk.Module):
     """E(3)-equivariant NequIP energy network whose features depend on an external field.
 
@@ -98,26 +121,10 @@ class EFieldNequIP(hk.Module):
         field: (N, 3) external field at each atom, V/Å.
         """
         cfg = self.config
-        num_species = len(cfg.species)
-        hidden = e3nn.Irreps(cfg.hidden_irreps)
-
-        lengths = jnp.linalg.norm(edge_vectors, axis=-1)
-        edge_radial = bessel_embedding(lengths, cfg.r_cut, cfg.num_basis, cfg.envelope_p)
-        edge_radial = jnp.where(edge_mask[:, None], edge_radial, 0.0)
-        edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
-                                           edge_vectors, normalize=True, normalization="component")
         field = e3nn.IrrepsArray("1o", field)
-
-        num_scalars = hidden.filter(keep=["0e"]).num_irreps
-        h = e3nn.IrrepsArray(f"{num_scalars}x0e",
-                             hk.Embed(num_species, num_scalars, name="species_embedding")(species)
-                             .astype(edge_vectors.dtype))
-        for layer in range(cfg.num_layers):
-            h = FieldInteraction(hidden, num_species, cfg.avg_num_neighbors, cfg.radial_hidden,
-                                 cfg.radial_layers, name=f"interaction_{layer}")(
-                h, species, edge_sh, edge_radial, senders, receivers, field)
-
+        h = node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field)
         energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, field)
+        num_species = len(cfg.species)
         shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
         scale = jnp.broadcast_to(jnp.asarray(cfg.energy_scale), (num_species,))
         return scale[species] * energy + shift[species]
