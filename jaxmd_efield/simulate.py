@@ -19,6 +19,7 @@ HDF5 file and flushed after every chunk: a run killed midway leaves a valid file
 finished chunk.
 """
 
+import functools
 import os
 
 import h5py
@@ -88,11 +89,12 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     energy_fn(R, neighbor=..., field=...) -> eV (e.g. a builder's energy_fn with params bound);
     shift_fn from jax_md.space; neighbor_fn from the builder; R (N, 3) Å; masses (N,) amu.
     steps: MD steps (rounded up to whole frames); record_every: steps between frames.
-    observables: {name: fn(R, neighbor, field) -> array}, recorded with every frame.
+    observables: {name: fn(R, neighbor, field) -> array}, recorded with every frame (neighbor:
+    the energy model's list; an observable with another cutoff brings its own).
     output: HDF5 path (written as the run goes) or None. neighbors: a neighbor list to start
     from (updated to R first). momenta: initial momenta (N, 3) in amu·Å/fs, else drawn at
-    temperature_K. Returns a dict of numpy arrays (the frames) with `final_state`, `neighbors`
-    and `reallocations`.
+    temperature_K. Returns a dict of numpy arrays (the frames) with `final_state` (the state at
+    the last frame), `neighbors` and `reallocations`.
     """
     if steps < record_every or record_every < 1:
         raise ValueError("need steps >= record_every >= 1")
@@ -135,11 +137,12 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                       **{name: fn(state.position, nbrs, field) for name, fn in observables.items()})
         return (state, nbrs, (energy, dipole)), record
 
-    @jax.jit
-    def chunk(state, nbrs, first_frame):
+    @functools.partial(jax.jit, static_argnums=3)
+    def chunk(state, nbrs, first_frame, n):
+        """n frames from first_frame (n static: the last chunk may be shorter, one more compile)."""
         aux0 = (jnp.zeros((), state.position.dtype), jnp.zeros(3, state.position.dtype))
         (state, nbrs, _), records = jax.lax.scan(frame, (state, nbrs, aux0),
-                                                 first_frame + jnp.arange(frames_per_chunk))
+                                                 first_frame + jnp.arange(n))
         return state, nbrs, records
 
     n_frames = -(-steps // record_every)
@@ -148,14 +151,14 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     bar = tqdm(total=n_frames * record_every, disable=not progress, unit="step", desc=integrator)
     try:
         while done < n_frames:
-            new_state, new_nbrs, chunk_records = chunk(state, nbrs, done)
+            keep = min(frames_per_chunk, n_frames - done)
+            new_state, new_nbrs, chunk_records = chunk(state, nbrs, done, keep)
             if bool(new_nbrs.did_buffer_overflow):
                 reallocations += 1
                 nbrs = neighbor_fn.allocate(state.position, extra_capacity=8 * reallocations)
                 continue
             state, nbrs = new_state, new_nbrs
-            keep = min(frames_per_chunk, n_frames - done)
-            chunk_records = {k: np.asarray(v)[:keep] for k, v in chunk_records.items()}
+            chunk_records = {k: np.asarray(v) for k, v in chunk_records.items()}
             if writer:
                 writer.append(chunk_records)
             records.append(chunk_records)

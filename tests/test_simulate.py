@@ -20,7 +20,7 @@ def scaled(ethanol):
 
 
 def run(ethanol, **kwargs):
-    options = dict(steps=400, dt_fs=0.5, record_every=2, integrator="nve", frames_per_chunk=40,
+    options = dict(steps=400, dt_fs=0.5, record_every=2, integrator="nve", frames_per_chunk=60,
                    temperature_K=50.0, progress=False)
     options.update(kwargs)
     return simulate.run(scaled(ethanol), ethanol["shift"], ethanol["neighbor_fn"], ethanol["R"],
@@ -40,6 +40,8 @@ def test_field_timing_and_dipole_response(ethanol, tmp_path):
     assert spectrum[drive] > 5 * np.median(spectrum)
     assert abs(freqs_THz[np.argmax(spectrum[3:]) + 3] - DRIVE_THZ) <= freqs_THz[1]
     # the file round-trips, with units
+    # the final state is the last frame's (the last chunk is not run past the requested steps)
+    np.testing.assert_allclose(out["final_state"].position, out["positions"][-1])
     frames, attrs = simulate.read_trajectory(str(tmp_path / "traj.h5"))
     assert attrs["frames"] == 200
     for key in simulate.FRAME_UNITS:
@@ -85,8 +87,8 @@ def test_interrupted_run_leaves_valid_file(ethanol, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run(ethanol, integrator="nvt_nose_hoover", output=str(tmp_path / "cut.h5"))
     frames, attrs = simulate.read_trajectory(str(tmp_path / "cut.h5"))
-    assert attrs["frames"] == 80 and frames["positions"].shape == (80, 9, 3)
-    np.testing.assert_allclose(frames["time"], 1.0 * np.arange(1, 81))
+    assert attrs["frames"] == 120 and frames["positions"].shape == (120, 9, 3)
+    np.testing.assert_allclose(frames["time"], 1.0 * np.arange(1, 121))
 
 
 def test_bad_arguments(ethanol):
