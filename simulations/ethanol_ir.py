@@ -39,12 +39,19 @@ def field_protocol(kind, amplitude, wavenumber_cm, duration_fs):
     return fields.constant([0.0, 0.0, 0.0])
 
 
-def md_peaks(wavenumbers, spectrum, lo=500.0, hi=4000.0, min_height=0.05):
-    """Local maxima of the spectrum in [lo, hi] above min_height of its maximum there."""
+def md_peaks(wavenumbers, spectrum, lo=500.0, hi=4000.0, smooth_cm=8.0, prominence=0.05):
+    """Peaks of the spectrum in [lo, hi]: smoothed with a Gaussian of `smooth_cm`, then maxima
+    whose prominence is at least `prominence` of the band's maximum (raw local maxima of a
+    few-picosecond spectrum are mostly noise)."""
+    from scipy.ndimage import gaussian_filter1d
+    from scipy.signal import find_peaks
+
     band = (wavenumbers >= lo) & (wavenumbers <= hi)
-    w, s = wavenumbers[band], spectrum[band] / spectrum[band].max()
-    is_peak = (s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:]) & (s[1:-1] > min_height)
-    return w[1:-1][is_peak], s[1:-1][is_peak]
+    w = wavenumbers[band]
+    s = gaussian_filter1d(spectrum[band], smooth_cm / (w[1] - w[0]))
+    s = s / s.max()
+    index, _ = find_peaks(s, prominence=prominence)
+    return w[index], s[index]
 
 
 def plot(path, wavenumbers, spectrum, harmonic, nvt):
@@ -59,10 +66,11 @@ def plot(path, wavenumbers, spectrum, harmonic, nvt):
     ax1.vlines(harmonic["wavenumbers"], 0, sticks, colors="C3", lw=1.5, label="harmonic (model)")
     ax1.set(xlabel="wavenumber (cm$^{-1}$)", ylabel="IR intensity (normalised)", xlim=(400, 3800))
     ax1.legend()
-    ax2.plot(nvt["time"] / 1e3, nvt["dipole"] - nvt["dipole"].mean(0), lw=0.7)
-    ax2.set(xlabel="time (ps)", ylabel="dipole - mean (e·Å)")
+    first_ps = nvt["time"] <= 1000.0
+    ax2.plot(nvt["time"][first_ps] / 1e3, (nvt["dipole"] - nvt["dipole"].mean(0))[first_ps], lw=0.8)
+    ax2.set(xlabel="time (ps), first ps of the NVT run", ylabel="dipole - mean (e·Å)")
     twin = ax2.twinx()
-    twin.plot(nvt["time"] / 1e3, nvt["field"][:, 2], "k", lw=0.8, alpha=0.6)
+    twin.plot(nvt["time"][first_ps] / 1e3, nvt["field"][first_ps, 2], "k", lw=0.8, alpha=0.5)
     twin.set_ylabel("field z (V/Å)")
     ax2.legend(["mu_x", "mu_y", "mu_z"], loc="upper left", fontsize=8)
     fig.tight_layout()
