@@ -1,7 +1,7 @@
 """Quickstart: NVT of ethanol in a time-varying field with jax_md, recording the dipole.
 
-The parameters come from init_fn, so the model is untrained (random); a trained model's params
-drop in unchanged. Run: python simulations/quickstart.py [--steps 1000]
+With the shipped ethanol-gfn2 model; any model's config and params drop in the same way.
+Run: python simulations/quickstart.py [--steps 1000]
 """
 import argparse
 import functools
@@ -19,11 +19,11 @@ def main(steps):
     mol = molecule("CH3CH2OH")
     R = jnp.asarray(mol.positions)
     displacement, shift = space.free()
-    config = jef.EFieldNequIPConfig(species=(1, 6, 8), r_cut=4.0)
-    neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
-        displacement, 10.0, mol.numbers, config, disable_cell_list=True)
+    model = jef.load_pretrained("ethanol-gfn2")  # or your own: jef.load_model("model.npz")
+    neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
+        displacement, 10.0, mol.numbers, model.config, disable_cell_list=True)
     nbrs = neighbor_fn.allocate(R)
-    energy = functools.partial(energy_fn, init_fn(jax.random.PRNGKey(0), R, nbrs))
+    energy = functools.partial(energy_fn, model.params)
 
     dt, kT = 0.5 * units.FS, 300 * units.KB
     field = lambda t: 0.05 * jnp.sin(2 * jnp.pi * t / (100 * units.FS)) * jnp.array([0, 0, 1.0])
