@@ -177,15 +177,19 @@ def predict_all(task, params, data, batch_size, response=None):
 
 @functools.lru_cache(maxsize=8)
 def _optimizer_and_step(task, settings):
-    """Learning-rate schedule, optimiser and jitted train step of a (task, settings) pair, built
-    once so that repeated or resumed runs in one process reuse the compiled step."""
+    """Learning-rate schedule, optimiser, jitted train step and its trace counter for a
+    (task, settings) pair, built once so that repeated or resumed runs in one process reuse the
+    compiled step. The counter counts traces of the step's body, i.e. compilations."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, settings.learning_rate, settings.warmup_steps, max(settings.steps, settings.warmup_steps + 1),
         settings.learning_rate * settings.final_lr_fraction)
     optimizer = optax.chain(optax.clip_by_global_norm(settings.grad_clip), optax.adam(schedule))
 
+    traces = [0]
+
     @functools.partial(jax.jit, static_argnames="response")
     def train_step(params, ema_params, opt_state, step, batch, response):
+        traces[0] += 1  # Python side effect: runs only while tracing
         (loss, terms), grads = jax.value_and_grad(task.loss, has_aux=True)(params, batch, response)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -193,7 +197,7 @@ def _optimizer_and_step(task, settings):
         ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
         return params, ema_params, opt_state, loss, terms
 
-    return schedule, optimizer, train_step
+    return schedule, optimizer, train_step, traces
 
 
 def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=False,
@@ -234,7 +238,7 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
         return pad_batch(rows, order[position * settings.batch_size:][:settings.batch_size],
                          settings.batch_size)
 
-    schedule, optimizer, train_step = _optimizer_and_step(task, settings)
+    schedule, optimizer, train_step, traces = _optimizer_and_step(task, settings)
 
     if resume and os.path.exists(ckpt_path):
         state = checkpoint.load_checkpoint(ckpt_path)
@@ -272,7 +276,7 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
         if step % settings.checkpoint_every == 0 or step == end:
             checkpoint.save_checkpoint(ckpt_path, state)
     bar.close()
-    state["compilations"] = train_step._cache_size()
+    state["compilations"] = traces[0]
     return state
 
 
