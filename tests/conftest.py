@@ -1,3 +1,4 @@
+import contextlib
 import functools
 
 import jax
@@ -15,6 +16,24 @@ TINY = jef.EFieldNequIPConfig(
     species=(1, 6, 8), r_cut=4.0, hidden_irreps="8x0e + 2x0o + 4x1o + 4x1e + 2x2e",
     num_layers=2, num_basis=6, radial_hidden=8, readout_hidden=8,
 )
+
+
+_BACKEND_COMPILES = [0]
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kwargs: _BACKEND_COMPILES.__setitem__(
+        0, _BACKEND_COMPILES[0] + (name == "/jax/core/compile/backend_compile_duration")))
+
+
+@contextlib.contextmanager
+def counting_compilations():
+    """Counts XLA backend compilations inside the block: `with counting_compilations() as c:`,
+    then `c[0]`. (jit's `_cache_size()` can under-count, so tests use this.)"""
+    count = [0]
+    start = _BACKEND_COMPILES[0]
+    try:
+        yield count
+    finally:
+        count[0] = _BACKEND_COMPILES[0] - start
 
 
 def random_orthogonal(seed, proper):
