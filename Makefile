@@ -9,7 +9,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: install demo test test-slow example bench
+.PHONY: install demo test test-slow example lo-to bench
 install: $(VENV)/.installed
 
 demo: install  ## the main job: NVT of ethanol in a time-varying field with the shipped model, IR spectrum
@@ -24,6 +24,10 @@ test-slow: install  ## the long tests kept out of `make test`
 example: install  ## the README quickstart: NVT of ethanol in a time-varying field
 	$(PY) simulations/quickstart.py
 
+lo-to: install  ## LO-TO splitting of NaCl: rigid-ion force constants + Z*, eps_inf from becs-eps + phonopy NAC
+	$(PY) simulations/lo_to_splitting.py
+
 bench: install  ## benchmarks; write benchmarks/results/
 	$(PY) benchmarks/bench_md_step.py
 	$(PY) benchmarks/harmonic_ir_vs_xtb.py
+	$(PY) benchmarks/becs_eps_accuracy.py

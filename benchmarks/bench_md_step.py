@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase.build import molecule
 from jax_md import energy as jmd_energy
-from jax_md import partition, quantity, space
+from jax_md import quantity, space
 from jax_md._nn import nequip as jmd_nequip
 
 import jaxmd_efield as jef

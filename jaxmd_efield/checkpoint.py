@@ -38,19 +38,31 @@ def load_checkpoint(path):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A trained energy model: its static config, parameters and metadata (training data,
-    steps, test metrics)."""
+    """A trained model: its kind ("energy": the field-dependent energy network,
+    `energy.efield_nequip_neighbor_list`; "tensor": Born charges and eps_inf,
+    `tensor.born_dielectric_neighbor_list`), static config, parameters and metadata
+    (training data, steps, metrics)."""
 
     config: EFieldNequIPConfig
     params: dict
     metadata: dict = dataclasses.field(default_factory=dict)
+    kind: str = "energy"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
 
 
-def save_model(path, config: EFieldNequIPConfig, params, metadata=None):
-    """Export a trained model as .npz: flattened params, the config and metadata as JSON."""
+KINDS = ("energy", "tensor")
+
+
+def save_model(path, config: EFieldNequIPConfig, params, metadata=None, kind="energy"):
+    """Export a trained model as .npz: flattened params, the kind, config and metadata as JSON."""
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
     flat = {f"{module}::{name}": np.asarray(value)
             for module, names in jax.device_get(params).items() for name, value in names.items()}
-    header = json.dumps(dict(config=config.to_dict(), metadata=metadata or {}))
+    header = json.dumps(dict(kind=kind, config=config.to_dict(), metadata=metadata or {}))
     _atomic_write(path, lambda f: np.savez_compressed(f, __header__=np.array(header), **flat))
 
 
@@ -63,12 +75,14 @@ def load_model(path):
             if key != "__header__":
                 module, name = key.split("::")
                 params.setdefault(module, {})[name] = archive[key]
-    return Model(EFieldNequIPConfig.from_dict(header["config"]), params, header["metadata"])
+    return Model(EFieldNequIPConfig.from_dict(header["config"]), params, header["metadata"],
+                 header.get("kind", "energy"))
 
 
 def load_pretrained(name):
-    """A `Model` shipped inside the package, e.g. `load_pretrained("ethanol-gfn2")`, or any
-    exported model given by its .npz path."""
+    """A `Model` shipped inside the package, `load_pretrained("ethanol-gfn2")` (energy model)
+    or `load_pretrained("becs-eps")` (Born charges and eps_inf), or any exported model given by
+    its .npz path."""
     if name.endswith(".npz"):
         return load_model(name)
     path = os.path.join(PRETRAINED_DIR, f"{name}.npz")

@@ -1,4 +1,5 @@
-"""Data sets of molecules in fields: HDF5 reading, writing and validation.
+"""Data sets: molecules in fields (HDF5 reading, writing and validation) and crystals with Born
+charges and dielectric tensors (extended XYZ, `read_crystals`).
 
 An HDF5 data set holds M configurations of N atoms (one molecule, fixed N):
 
@@ -99,3 +100,52 @@ def split_indices(m, fractions, seed):
     order = np.random.default_rng(seed).permutation(m)
     cuts = np.round(np.cumsum(fractions)[:-1] * m).astype(int)
     return np.split(order, cuts)
+
+
+def read_crystals(path, species=None):
+    """Periodic crystals with Born effective charges and eps_inf from an extended XYZ file (the
+    format of the e3nn-models / Petretto et al. DFPT set): per atom `becs` (9 numbers, e,
+    row-major Z*[a, b], a the field/polarization and b the displacement index), per structure
+    `eps` (9 numbers, eps_inf) and a fully periodic `Lattice` (Å).
+
+    Returns a dict of M crystals: numbers, positions (Å) and born_charges ((N, 3, 3), e) as lists
+    of per-crystal arrays; cell (M, 3, 3) Å with lattice vectors as rows; dielectric (M, 3, 3).
+    Raises ValueError for missing labels, wrong shapes, non-finite values, non-periodic cells or
+    species outside `species` (atomic numbers)."""
+    import ase.io
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no crystal data at {path}")
+    frames = ase.io.read(path, ":")
+    out = dict(numbers=[], positions=[], born_charges=[], cell=[], dielectric=[])
+    for k, atoms in enumerate(frames):
+        where = f"{path}, structure {k} ({atoms.get_chemical_formula()})"
+        if "becs" not in atoms.arrays or "eps" not in atoms.info:
+            raise ValueError(f"{where}: needs per-atom `becs` and per-structure `eps`")
+        if not atoms.pbc.all():
+            raise ValueError(f"{where}: must be periodic in all three directions, pbc={atoms.pbc}")
+        born = np.asarray(atoms.arrays["becs"], float)
+        eps = np.asarray(atoms.info["eps"], float)
+        if born.shape != (len(atoms), 9) or eps.size != 9:
+            raise ValueError(f"{where}: becs must be (N, 9) and eps 9 numbers, got {born.shape} "
+                             f"and {eps.size}")
+        if not (np.isfinite(born).all() and np.isfinite(eps).all() and np.isfinite(atoms.positions).all()):
+            raise ValueError(f"{where}: NaN or inf in positions, becs or eps")
+        out["numbers"].append(atoms.numbers.copy())
+        out["positions"].append(atoms.positions.copy())
+        out["born_charges"].append(born.reshape(-1, 3, 3))
+        out["cell"].append(atoms.cell.array.copy())
+        out["dielectric"].append(eps.reshape(3, 3))
+    if species is not None:
+        outside = sorted(set(np.concatenate(out["numbers"]).tolist()) - set(species))
+        if outside:
+            raise ValueError(f"{path}: atomic numbers {outside} are not in the model's species "
+                             f"{tuple(species)}")
+    out["cell"], out["dielectric"] = np.array(out["cell"]), np.array(out["dielectric"])
+    return out
+
+
+def select(crystals, indices):
+    """The crystals `indices` of a `read_crystals` dict."""
+    return {k: v[indices] if isinstance(v, np.ndarray) else [v[i] for i in indices]
+            for k, v in crystals.items()}

@@ -1,10 +1,15 @@
 """Training: one trainer loop with pluggable tasks.
 
-A task knows its model and data: `init(key, batch)`, `loss(params, batch) -> (loss, metrics)`,
-`predict(params, batch) -> dict`, and how to cut data into fixed-shape batches. The trainer
-owns everything else: optax optimiser with warm-up + cosine learning rate, gradient clipping,
-EMA of parameters, deterministic data order (so --resume reproduces an uninterrupted run),
-validation metrics, atomic checkpoints, a CSV metrics log, a progress bar and parity plots.
+A task knows its model and data: `rows(data)` (the arrays it uses, prepared once),
+`num_rows(rows)`, `batches(rows, order, batch_size, drop_remainder)` (how an ordering of rows is
+cut into batches), `batch(rows, indices, batch_size)` (one batch of fixed shapes, so the step
+compiles once), `init(key, batch)`, `loss(params, batch, response) -> (loss, metrics)`,
+`predict(params, batch, response) -> dict`, `unbatch(predictions, rows, indices)` and
+`metrics(predictions, data)`. Two tasks exist: `EnergyTask` (field-dependent energy of
+molecules) and `TensorTask` (Born charges and eps_inf of crystals). The trainer owns the rest:
+optax optimiser with warm-up + cosine learning rate, gradient clipping, EMA of parameters,
+deterministic data order (so --resume reproduces an uninterrupted run), validation metrics,
+atomic checkpoints, a CSV metrics log, a progress bar and parity plots.
 """
 
 import csv
@@ -22,6 +27,7 @@ from tqdm import tqdm
 
 from jaxmd_efield import checkpoint, graph
 from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
+from jaxmd_efield.nn.tensor import tensor_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +91,24 @@ class EnergyTask:
             raise ValueError(f"the loss weights {sorted(self.weights)} need {missing}, which the "
                              "data do not have: set those weights to 0 or add the labels")
         return {k: data[k] for k in self.labels if k in data}
+
+    @staticmethod
+    def num_rows(rows):
+        return len(rows["energy"])
+
+    @staticmethod
+    def batches(rows, order, batch_size, drop_remainder):
+        """Consecutive chunks of `batch_size` rows of `order`."""
+        stop = len(order) - len(order) % batch_size if drop_remainder else len(order)
+        return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+    @staticmethod
+    def batch(rows, indices, batch_size):
+        return pad_batch(rows, indices, batch_size)
+
+    @staticmethod
+    def unbatch(predictions, rows, indices):
+        return {k: v[:len(indices)] for k, v in predictions.items()}
 
     def _energies(self, params, positions, fields):
         """Energies (B,) in eV of B molecules (B, N, 3) in fields (B, 3)."""
@@ -155,6 +179,161 @@ class EnergyTask:
         return {k: float(v) for k, v in out.items()}
 
 
+class TensorTask:
+    """Born effective charges (per atom) and eps_inf (per crystal) of periodic crystals.
+
+    Loss: `born_charges` weight x mean over Z* components (e) of rho(error), plus `dielectric`
+    weight x mean over crystals of rho(relative Frobenius error |eps - eps_ref|_F / |eps_ref|_F),
+    with rho(x) = x^2 or, given `huber_delta`, the Huber function (x^2 / 2 within delta, then
+    linear: closer to the mean absolute error we report, and less pulled by outliers). The
+    relative eps error is deliberate: eps_inf spans 1.7 to ~560 (near-metals), and an absolute
+    loss would let the few crystals with eps in the hundreds dominate; relative errors weigh
+    every crystal alike and are what we report.
+
+    Batches hold up to `batch_size` crystals packed greedily under fixed node and edge budgets
+    (`max_nodes`, `max_edges`), padded to exactly those sizes, so the step compiles once.
+    """
+
+    response = False
+
+    def __init__(self, config: EFieldNequIPConfig, loss_weights, max_nodes, max_edges,
+                 huber_delta=None):
+        self.config = config
+        self.penalty = jnp.square if huber_delta is None else \
+            functools.partial(optax.huber_loss, delta=float(huber_delta))
+        self.weights = {k: float(v) for k, v in loss_weights.items() if v}
+        unknown = set(self.weights) - {"born_charges", "dielectric"}
+        if unknown:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}")
+        self.max_nodes, self.max_edges = int(max_nodes), int(max_edges)
+
+    def rows(self, crystals):
+        """Species indices and edges (`config.r_cut`) of every crystal of a
+        `data.read_crystals` dict, with its labels; computed once (rows of rows are rows)."""
+        if "edges" in crystals:
+            return crystals
+        edges = [graph.crystal_edges(R, cell, self.config.r_cut)
+                 for R, cell in zip(crystals["positions"], crystals["cell"])]
+        rows = dict(species=[np.asarray(graph.species_indices(z, self.config.species))
+                             for z in crystals["numbers"]],
+                    edges=edges, num_edges=np.array([len(e[1]) for e in edges]),
+                    num_atoms=np.array([len(z) for z in crystals["numbers"]]),
+                    born_charges=crystals["born_charges"], dielectric=crystals["dielectric"])
+        too_big = np.flatnonzero((rows["num_atoms"] > self.max_nodes) | (rows["num_edges"] > self.max_edges))
+        if len(too_big):
+            k = too_big[0]
+            raise ValueError(f"{len(too_big)} crystals exceed the batch budget of {self.max_nodes} "
+                             f"atoms and {self.max_edges} edges (first: crystal {k} with "
+                             f"{rows['num_atoms'][k]} atoms and {rows['num_edges'][k]} edges)")
+        return rows
+
+    @staticmethod
+    def budgets(crystals, r_cut, batch_size, slack=1.3):
+        """Node and edge budgets for batches of `batch_size` crystals: `slack` x the mean
+        batch, and at least the largest crystal."""
+        atoms = np.array([len(z) for z in crystals["numbers"]])
+        edges = np.array([len(graph.crystal_edges(R, c, r_cut)[1])
+                          for R, c in zip(crystals["positions"], crystals["cell"])])
+        return (int(max(atoms.max(), np.ceil(slack * batch_size * atoms.mean()))),
+                int(max(edges.max(), np.ceil(slack * batch_size * edges.mean()))))
+
+    @staticmethod
+    def num_rows(rows):
+        return len(rows["dielectric"])
+
+    def batches(self, rows, order, batch_size, drop_remainder):
+        """Greedy packing of `order`: a batch closes when the next crystal would exceed
+        `batch_size` crystals or the node or edge budget (a partial last batch is kept)."""
+        out, current, nodes, edges = [], [], 0, 0
+        for k in order:
+            n, e = rows["num_atoms"][k], rows["num_edges"][k]
+            if current and (len(current) == batch_size or nodes + n > self.max_nodes
+                            or edges + e > self.max_edges):
+                out.append(np.array(current))
+                current, nodes, edges = [], 0, 0
+            current.append(k)
+            nodes, edges = nodes + n, edges + e
+        return out + [np.array(current)] if current else out
+
+    def batch(self, rows, indices, batch_size):
+        """One graph of the crystals `indices`, padded to the budgets; padded atoms belong to
+        structure 0 with node_mask False, padded edges have edge_mask False."""
+        nodes, edges = self.max_nodes, self.max_edges
+        offsets = np.concatenate([[0], np.cumsum(rows["num_atoms"][indices])])
+        n_real = offsets[-1]
+        species = np.zeros(nodes, np.int32)
+        node_graph = np.zeros(nodes, np.int32)
+        born = np.zeros((nodes, 3, 3))
+        vectors = np.ones((edges, 3))
+        senders, receivers = np.zeros(edges, np.int32), np.zeros(edges, np.int32)
+        e = 0
+        for g, k in enumerate(indices):
+            sl = slice(offsets[g], offsets[g + 1])
+            species[sl], node_graph[sl], born[sl] = rows["species"][k], g, rows["born_charges"][k]
+            vec, snd, rcv = rows["edges"][k]
+            vectors[e:e + len(snd)], senders[e:e + len(snd)], receivers[e:e + len(snd)] = \
+                vec, snd + offsets[g], rcv + offsets[g]
+            e += len(snd)
+        dielectric = np.tile(np.eye(3), (batch_size, 1, 1))
+        dielectric[:len(indices)] = rows["dielectric"][indices]
+        return dict(species=species, edge_vectors=vectors, senders=senders, receivers=receivers,
+                    edge_mask=np.arange(edges) < e, node_graph=node_graph,
+                    node_mask=np.arange(nodes) < n_real, born_charges=born, dielectric=dielectric,
+                    weight=(np.arange(batch_size) < len(indices)).astype(float))
+
+    def _network(self, batch_size):
+        return tensor_network(self.config, num_graphs=batch_size)
+
+    @staticmethod
+    def _inputs(batch):
+        return tuple(jnp.asarray(batch[k]) for k in (
+            "species", "edge_vectors", "senders", "receivers", "edge_mask", "node_graph", "node_mask"))
+
+    def init(self, key, batch):
+        return self._network(len(batch["weight"])).init(key, *self._inputs(batch))
+
+    def predict(self, params, batch, response=None):
+        """born_charges (max_nodes, 3, 3) (zero for padding) and dielectric (batch_size, 3, 3)."""
+        born, dielectric = self._network(len(batch["weight"])).apply(params, *self._inputs(batch))
+        return dict(born_charges=born, dielectric=dielectric)
+
+    def loss(self, params, batch, response=False):
+        pred = self.predict(params, batch)
+        node_weight = batch["node_mask"].astype(pred["born_charges"].dtype)
+        terms = dict(born_charges=_weighted_mean(self.penalty(pred["born_charges"] - batch["born_charges"]),
+                                                 node_weight),
+                     dielectric=_weighted_mean(self.penalty(_relative_frobenius(pred["dielectric"],
+                                                                                batch["dielectric"])),
+                                               batch["weight"]))
+        total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
+        return total, {f"loss_{k}": v for k, v in terms.items()}
+
+    @staticmethod
+    def unbatch(predictions, rows, indices):
+        n_real = int(rows["num_atoms"][indices].sum())
+        return dict(born_charges=predictions["born_charges"][:n_real],
+                    dielectric=predictions["dielectric"][:len(indices)])
+
+    @staticmethod
+    def metrics(predictions, data):
+        """Born charges: component MAE (e) over all atoms; eps_inf: component MAE, mean and
+        median relative Frobenius error, and the fractions of crystals below 25 % and 10 %."""
+        ref_born = np.concatenate(data["born_charges"]) if isinstance(data["born_charges"], list) \
+            else data["born_charges"]
+        rel = np.asarray(_relative_frobenius(predictions["dielectric"], data["dielectric"]))
+        return dict(born_charges_mae_e=float(np.mean(np.abs(predictions["born_charges"] - ref_born))),
+                    dielectric_mae=float(np.mean(np.abs(predictions["dielectric"] - data["dielectric"]))),
+                    dielectric_rel_frobenius_mean=float(rel.mean()),
+                    dielectric_rel_frobenius_median=float(np.median(rel)),
+                    dielectric_fraction_below_25_percent=float(np.mean(rel < 0.25)),
+                    dielectric_fraction_below_10_percent=float(np.mean(rel < 0.10)))
+
+
+def _relative_frobenius(eps, ref):
+    """|eps - ref|_F / |ref|_F for stacks (G, 3, 3)."""
+    return jnp.linalg.norm(eps - ref, axis=(-2, -1)) / jnp.linalg.norm(ref, axis=(-2, -1))
+
+
 @functools.lru_cache(maxsize=16)
 def _jitted_predict(task, response):
     """One compiled predictor per (task, response), reused by every evaluation."""
@@ -165,13 +344,11 @@ def predict_all(task, params, data, batch_size, response=None):
     """Predictions for every row of `data` (padded batches of a fixed shape)."""
     response = task.response and "has_response" in data if response is None else response
     predict = _jitted_predict(task, response)
-    m = len(data["energy"])
+    rows = task.rows(data)
     chunks = []
-    for start in range(0, m, batch_size):
-        idx = np.arange(start, min(start + batch_size, m))
-        batch = pad_batch(task.rows(data), idx, batch_size)
-        out = jax.device_get(predict(params, batch))
-        chunks.append({k: v[: len(idx)] for k, v in out.items()})
+    for idx in task.batches(rows, np.arange(task.num_rows(rows)), batch_size, drop_remainder=False):
+        out = jax.device_get(predict(params, task.batch(rows, idx, batch_size)))
+        chunks.append(task.unbatch(out, rows, idx))
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
@@ -201,12 +378,14 @@ def _optimizer_and_step(task, settings):
 
 
 def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=False,
-          progress=True, stop_after=None):
+          progress=True, stop_after=None, init_params=None):
     """Train `task`; writes checkpoint.pkl, metrics.csv and summary.json to `out_dir`.
 
     Deterministic for given data, settings and seed: batch order of epoch e comes from
     (seed, e), so a run resumed from any checkpoint ends where an uninterrupted one would.
     `stop_after` ends the run early after that many steps (to test resuming).
+    `init_params` starts from given parameters (fine-tuning a trained model: a warm restart
+    with a fresh optimiser and schedule) instead of a random initialisation.
     Returns the final state dict (params, ema_params, opt_state, step, ...); its
     `compilations` counts the compilations of the train step: one per step kind (with and
     without response terms), so any more would be a recompilation.
@@ -214,10 +393,10 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "checkpoint.pkl")
     rows = task.rows(train_data)
-    task.rows(val_data)
-    m = len(train_data["energy"])
+    val_data = task.rows(val_data)
+    m = task.num_rows(rows)
     if m < settings.batch_size:
-        raise ValueError(f"{m} training configurations are fewer than one batch ({settings.batch_size})")
+        raise ValueError(f"{m} training rows are fewer than one batch ({settings.batch_size})")
 
     response_every = settings.response_every if task.response else 0
     response_rows = np.flatnonzero(train_data.get("has_response", np.zeros(m, bool)))
@@ -228,22 +407,33 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
     def is_response_step(step):
         return bool(response_every) and step % response_every == response_every - 1
 
+    pools = (np.arange(m), response_rows)
+    epoch_ends = ([], [])  # per stream: cumulative number of batches at the end of each epoch
+
+    @functools.lru_cache(maxsize=4)
+    def epoch_plan(stream, epoch):
+        """The batches (row indices) of one epoch of a stream, from (seed, stream, epoch)."""
+        pool = pools[stream]
+        order = pool[np.random.default_rng([settings.seed, stream, epoch]).permutation(len(pool))]
+        return task.batches(rows, order, settings.batch_size, drop_remainder=True)
+
     def batch_at(step):
         """The batch of `step`, a function of (seed, step) alone."""
-        pool, stream, index = (response_rows, 1, step // response_every) if is_response_step(step) \
-            else (np.arange(m), 0, step)
-        per_epoch = len(pool) // settings.batch_size
-        epoch, position = divmod(index, per_epoch)
-        order = pool[np.random.default_rng([settings.seed, stream, epoch]).permutation(len(pool))]
-        return pad_batch(rows, order[position * settings.batch_size:][:settings.batch_size],
-                         settings.batch_size)
+        stream, index = (1, step // response_every) if is_response_step(step) else (0, step)
+        ends = epoch_ends[stream]
+        while not ends or ends[-1] <= index:
+            ends.append((ends[-1] if ends else 0) + len(epoch_plan(stream, len(ends))))
+        epoch = int(np.searchsorted(ends, index, side="right"))
+        position = index - (ends[epoch - 1] if epoch else 0)
+        return task.batch(rows, epoch_plan(stream, epoch)[position], settings.batch_size)
 
     schedule, optimizer, train_step, traces = _optimizer_and_step(task, settings)
 
     if resume and os.path.exists(ckpt_path):
         state = checkpoint.load_checkpoint(ckpt_path)
     else:
-        params = task.init(jax.random.PRNGKey(settings.seed), batch_at(0))
+        params = task.init(jax.random.PRNGKey(settings.seed), batch_at(0)) \
+            if init_params is None else jax.tree_util.tree_map(jnp.asarray, init_params)
         state = dict(params=params, ema_params=params, opt_state=optimizer.init(params), step=0,
                      train_seconds=0.0)
         with open(os.path.join(out_dir, "metrics.csv"), "w"):
@@ -295,23 +485,27 @@ def parity_plots(predictions, data, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("energy", "forces", "dipole", "polarizability", "born_charges")
-            if k in predictions]
+    labels = dict(energy="energy (eV)", forces="forces (eV/Å)", dipole="dipole (e·Å)",
+                  polarizability="polarizability (e·Å²/V)", born_charges="Born charges (e)",
+                  dielectric="eps_inf components")
+    keys = [k for k in labels if k in predictions]
     rows = {k: slice(None) for k in keys}
     if "has_response" in data:
         for k in ("polarizability", "born_charges"):
             rows[k] = data["has_response"].astype(bool)
-    labels = dict(energy="energy (eV)", forces="forces (eV/Å)", dipole="dipole (e·Å)",
-                  polarizability="polarizability (e·Å²/V)", born_charges="Born charges (e)")
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6))
     for ax, key in zip(np.atleast_1d(axes), keys):
-        ref = np.asarray(data[key])[rows[key]].ravel()
+        ref = data[key] if not isinstance(data[key], list) else np.concatenate(data[key])
+        ref = np.asarray(ref)[rows[key]].ravel()
         pred = np.asarray(predictions[key])[rows[key]].ravel()
         if key == "energy":  # relative to the mean reference energy
             ref, pred = ref - ref.mean(), pred - ref.mean()
         ax.plot(ref, pred, ".", ms=2, alpha=0.5)
         lims = [min(ref.min(), pred.min()), max(ref.max(), pred.max())]
         ax.plot(lims, lims, "k-", lw=0.8)
+        if key == "dielectric":  # eps_inf spans 1.7 to several hundred
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel(f"reference {labels[key]}")
         ax.set_ylabel("model")
         ax.set_title(f"MAE {np.mean(np.abs(pred - ref)):.3g}", fontsize=9)

@@ -1,6 +1,5 @@
 """The ASE calculator against finite differences, with ASE's MD and vibrations."""
 
-import jax
 import numpy as np
 import pytest
 from ase import Atoms

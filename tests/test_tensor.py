@@ -83,3 +83,34 @@ def test_attaches_inside_scan(distorted):
     _, (borns, epss) = jax.lax.scan(lambda c, R: (c, fn(params, R)), None, trajectory)
     assert borns.shape == (5, 2, 3, 3) and epss.shape == (5, 3, 3)
     assert jnp.abs(borns[1] - borns[0]).max() > 0
+
+
+def test_symmetry_equivalent_atoms_in_wurtzite():
+    """Every space-group operation {S|t} of ideal wurtzite ZnO maps atom i to atom j
+    with Z*_j = S Z*_i S^T (S Cartesian), and leaves eps_inf invariant: S eps S^T = eps, for any
+    parameters. Wurtzite's two Zn (and two O) are related by the 6_3 screw axis, so this checks
+    tensors across equivalent sites, not only a site's own symmetry."""
+    import spglib
+
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.21, u=0.382)
+    config = dataclasses.replace(CONFIG, species=(8, 30))
+    neighbor_fn, init_fn, tensor_fn = born_dielectric_neighbor_list(
+        None, jnp.asarray(atoms.cell.array.T), atoms.numbers, config,
+        neighbor_list_fn=custom_partition.neighbor_list_multi_image)
+    R = jnp.asarray(atoms.positions)
+    nbrs = neighbor_fn.allocate(R)
+    params = jax.jit(init_fn)(jax.random.PRNGKey(3), R, nbrs)
+    born, eps = jax.jit(tensor_fn)(params, R, nbrs)
+    born, eps = np.asarray(born), np.asarray(eps)
+    symmetry = spglib.get_symmetry((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers))
+    lattice = atoms.cell.array.T  # columns: lattice vectors
+    frac = atoms.get_scaled_positions()
+    assert len(symmetry["rotations"]) == 12
+    for W, t in zip(symmetry["rotations"], symmetry["translations"]):
+        S = lattice @ W @ np.linalg.inv(lattice)
+        np.testing.assert_allclose(S @ eps @ S.T, eps, atol=1e-10)
+        for i in range(len(atoms)):
+            image = W @ frac[i] + t
+            j = int(np.argmin([np.abs((image - f + 0.5) % 1.0 - 0.5).max() for f in frac]))
+            np.testing.assert_allclose(born[j], S @ born[i] @ S.T, atol=1e-10)
+    assert abs(born[0, 2, 2] - born[0, 0, 0]) > 1e-6  # uniaxial: not trivially isotropic

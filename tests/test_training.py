@@ -4,7 +4,6 @@ import dataclasses
 import functools
 import importlib.util
 import json
-import os
 import pathlib
 
 import jax
@@ -130,6 +129,18 @@ def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
     assert model.config.energy_shift is not None and model.metadata["steps"] == 6
     assert jax.tree_util.tree_structure(model.params) == jax.tree_util.tree_structure(
         jax.device_get(checkpoint.load_checkpoint(str(run / "checkpoint.pkl"))["ema_params"]))
+
+    # fine-tuning: init_from starts from the exported model (its config, its parameters)
+    finetune = dict(config, init_from=str(tmp_path / "exported.npz"), output=str(tmp_path / "ft"),
+                    model=None, training=dict(config["training"], steps=2, learning_rate=1e-12))
+    path.write_text(yaml.safe_dump(finetune))
+    load_script("train").main(["--config", str(path)])
+    tuned = checkpoint.load_model(str(tmp_path / "ft" / "model.npz"))
+    assert tuned.config == model.config
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-9), tuned.params, model.params)
+    path.write_text(yaml.safe_dump(dict(finetune, task="tensor")))
+    with pytest.raises(ValueError, match="holds a model of kind 'energy', but the config's task is 'tensor'"):
+        load_script("train").main(["--config", str(path)])
 
 
 def test_data_generator_is_reproducible(tmp_path):

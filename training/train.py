@@ -3,10 +3,16 @@
     python training/train.py --config training/configs/ethanol_gfn2.yaml [--out DIR] [--resume]
         [--steps N] [--export PATH]
 
+`task: energy` (default; HDF5 molecules in fields) or `task: tensor` (Born charges and eps_inf
+of crystals from extended XYZ). A config with `init_from: PATH.npz` fine-tunes that exported
+model (its config and parameters; the config's `model:` section is then ignored) with a fresh
+optimiser and schedule.
+
 Writes to the output directory: checkpoint.pkl (full state, for --resume), metrics.csv
-(validation metrics every eval_every steps), summary.json (test-split metrics, timing,
-recompilation count), parity_test.png, and model.npz (the EMA parameters and the model config,
-loadable with jaxmd_efield.checkpoint.load_model; --export copies it elsewhere, e.g. into
+(validation metrics every eval_every steps), summary.json (metrics of the test split, or of the
+validation split when the split has no test part; timing; recompilation count), a parity PNG,
+and model.npz (the EMA parameters, kind and config, loadable with
+jaxmd_efield.checkpoint.load_model; --export copies it elsewhere, e.g. into
 jaxmd_efield/pretrained/).
 """
 
@@ -55,6 +61,35 @@ def domain_breakdown(task, predictions, data):
     return out
 
 
+def energy_setup(cfg, start_model):
+    """(task, config, {split name: data}) for the field-dependent energy model on an HDF5 set."""
+    model = start_model.config.to_dict() if start_model else dict(cfg["model"])
+    data, _ = data_io.read_dataset(cfg["data"], species=model["species"])
+    splits = dict(zip(("train", "validation", "test"),
+                      split_data(data, cfg["split"]["fractions"], cfg["split"]["seed"])))
+    if model.get("energy_shift") is None:
+        model["energy_shift"], model["energy_scale"] = training.energy_statistics(
+            splits["train"], model["species"])
+    config = EFieldNequIPConfig.from_dict(model)
+    return training.EnergyTask(config, data["numbers"], cfg["loss"]), config, splits
+
+
+def tensor_setup(cfg, start_model, batch_size):
+    """(task, config, {split name: data}) for the Born-charge / eps_inf model on an extended XYZ
+    file of crystals (split by crystal). The species table defaults to the data's elements."""
+    crystals = data_io.read_crystals(cfg["data"])
+    model = start_model.config.to_dict() if start_model else dict(cfg["model"])
+    model.setdefault("species", sorted(set(np.concatenate(crystals["numbers"]).tolist())))
+    config = EFieldNequIPConfig.from_dict(model)
+    parts = data_io.split_indices(len(crystals["dielectric"]), cfg["split"]["fractions"],
+                                  cfg["split"]["seed"])
+    splits = {name: data_io.select(crystals, part)
+              for name, part in zip(("train", "validation", "test"), parts) if len(part)}
+    max_nodes, max_edges = training.TensorTask.budgets(crystals, config.r_cut, batch_size)
+    task = training.TensorTask(config, cfg["loss"], max_nodes, max_edges, cfg.get("huber_delta"))
+    return task, config, {name: task.rows(split) for name, split in splits.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
@@ -69,39 +104,43 @@ def main(argv=None):
     settings = training.TrainSettings(**cfg.get("training", {}))
     if args.steps:
         settings = dataclasses.replace(settings, steps=args.steps)
+    kind = cfg.get("task", "energy")
+    if kind not in checkpoint.KINDS:
+        raise ValueError(f"task must be one of {checkpoint.KINDS}, got {kind!r}")
 
-    model = dict(cfg["model"])
-    data, _ = data_io.read_dataset(cfg["data"], species=model["species"])
-    train_data, val_data, test_data = split_data(data, cfg["split"]["fractions"], cfg["split"]["seed"])
-    if model.get("energy_shift") is None:
-        model["energy_shift"], model["energy_scale"] = training.energy_statistics(
-            train_data, model["species"])
-    config = EFieldNequIPConfig.from_dict(model)
-    task = training.EnergyTask(config, data["numbers"], cfg["loss"])
-    print(f"{len(train_data['energy'])} train / {len(val_data['energy'])} validation / "
-          f"{len(test_data['energy'])} test configurations from {cfg['data']}")
+    start_model = checkpoint.load_model(cfg["init_from"]) if cfg.get("init_from") else None
+    if start_model and start_model.kind != kind:
+        raise ValueError(f"init_from {cfg['init_from']} holds a model of kind {start_model.kind!r}, "
+                         f"but the config's task is {kind!r}")
+    task, config, splits = energy_setup(cfg, start_model) if kind == "energy" else \
+        tensor_setup(cfg, start_model, settings.batch_size)
+    sizes = {name: task.num_rows(task.rows(split)) for name, split in splits.items()}
+    print(" / ".join(f"{n} {name}" for name, n in sizes.items()) + f" rows from {cfg['data']}")
 
     start = time.perf_counter()
-    state = training.train(task, train_data, val_data, settings, out, resume=args.resume)
+    state = training.train(task, splits["train"], splits["validation"], settings, out,
+                           resume=args.resume, init_params=start_model.params if start_model else None)
     wall = time.perf_counter() - start
-    predictions = training.predict_all(task, state["ema_params"], test_data, settings.batch_size)
-    test_metrics = task.metrics(predictions, test_data)
-    training.parity_plots(predictions, test_data, os.path.join(out, "parity_test.png"),
-                          title=f"test split ({len(test_data['energy'])} configurations)")
-    summary = dict(test=test_metrics, test_by_domain=domain_breakdown(task, predictions, test_data),
-                   steps=state["step"], train_seconds=state["train_seconds"],
-                   wall_seconds_this_run=wall, compilations_of_train_step=state["compilations"],
-                   n_train=len(train_data["energy"]), n_validation=len(val_data["energy"]),
-                   n_test=len(test_data["energy"]), config=cfg)
+    report = "test" if "test" in splits else "validation"  # the split the metrics are given for
+    predictions = training.predict_all(task, state["ema_params"], splits[report], settings.batch_size)
+    metrics = task.metrics(predictions, task.rows(splits[report]))
+    training.parity_plots(predictions, task.rows(splits[report]),
+                          os.path.join(out, f"parity_{report}.png"),
+                          title=f"{report} split ({sizes[report]} rows)")
+    summary = {report: metrics, "steps": state["step"], "train_seconds": state["train_seconds"],
+               "wall_seconds_this_run": wall, "compilations_of_train_step": state["compilations"],
+               **{f"n_{name}": n for name, n in sizes.items()}, "config": cfg}
+    if kind == "energy":
+        summary[f"{report}_by_domain"] = domain_breakdown(task, predictions, splits[report])
     training.save_summary(os.path.join(out, "summary.json"), summary)
-    metadata = dict(test_metrics=test_metrics, steps=state["step"], data=cfg["data"],
-                    training_config=cfg)
-    checkpoint.save_model(os.path.join(out, "model.npz"), config, state["ema_params"], metadata)
+    metadata = {f"{report}_metrics": metrics, "steps": state["step"], "data": cfg["data"],
+                "training_config": cfg}
+    checkpoint.save_model(os.path.join(out, "model.npz"), config, state["ema_params"], metadata, kind)
     if args.export:
         shutil.copyfile(os.path.join(out, "model.npz"), args.export)
-    print("test split: " + ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
-    print(f"train_step compiled {state['compilations']} time(s): once per step kind (with and "
-          "without response terms) means zero recompilations")
+    print(f"{report} split: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print(f"train_step compiled {state['compilations']} time(s): once per step kind (energy models "
+          "have two, with and without response terms); any more would be recompilations")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class FieldInteraction(hk.Module):
     h_i' = gate( Linear[ sum_j R(r_ij) (h_j (x) Y(r_ij)) / sqrt(n_avg)  (+)  h_i (x) F_i ]
                  + SelfConnection_{species_i}(h_i) )
 
+    The self-connection has one weight set per species (NequIP), or one shared set when
+    `num_species` is None.
+
     The node-level tensor product h_i (x) F_i is what makes the message passing itself
     field dependent (as in MACE-Field / ENequIP): it is polynomial in F, so the energy stays
     analytic at F = 0, and it costs O(N), not O(edges).
@@ -49,8 +52,11 @@ class FieldInteraction(hk.Module):
         (E, num_basis) radial embedding, zero for padded edges; senders, receivers: (E,)
         valid atom indices; field: (N, 1x1o) field at each atom, V/Å, or None."""
         pre_gate = gate_input_irreps(self.irreps_out)
-        self_connection = e3hk.Linear(pre_gate, num_indexed_weights=self.num_species, force_irreps_out=True,
-                                      name="self_connection")(species, h)
+        if self.num_species is None:
+            self_connection = e3hk.Linear(pre_gate, force_irreps_out=True, name="self_connection")(h)
+        else:
+            self_connection = e3hk.Linear(pre_gate, num_indexed_weights=self.num_species,
+                                          force_irreps_out=True, name="self_connection")(species, h)
 
         h = e3hk.Linear(h.irreps, name="linear_up")(h)
         h_src = h[senders]

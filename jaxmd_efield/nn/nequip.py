@@ -29,6 +29,9 @@ class EFieldNequIPConfig:
     readout_hidden: width of the scalar readout MLP.
     avg_num_neighbors: normalisation of the aggregated messages.
     envelope_p: exponent p of the polynomial cutoff envelope.
+    species_self_connection: one self-connection weight set per species (NequIP); False
+        shares one set, far fewer parameters for long species tables (64 elements in
+        ~1000 crystals overfit with per-species sets).
     energy_shift: per-species atomic energy shift, eV (same order as `species`), or None.
     energy_scale: atomic energy scale, eV: one number, or one per species.
     """
@@ -44,6 +47,7 @@ class EFieldNequIPConfig:
     readout_hidden: int = 16
     avg_num_neighbors: float = 8.0
     envelope_p: int = 6
+    species_self_connection: bool = True
     energy_shift: Optional[Tuple[float, ...]] = None
     energy_scale: Union[float, Tuple[float, ...]] = 1.0
 
@@ -95,8 +99,9 @@ def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, fie
                          hk.Embed(num_species, num_scalars, name="species_embedding")(species)
                          .astype(edge_vectors.dtype))
     for layer in range(cfg.num_layers):
-        h = FieldInteraction(hidden, num_species, cfg.avg_num_neighbors, cfg.radial_hidden,
-                             cfg.radial_layers, name=f"interaction_{layer}")(
+        h = FieldInteraction(hidden, num_species if cfg.species_self_connection else None,
+                             cfg.avg_num_neighbors, cfg.radial_hidden, cfg.radial_layers,
+                             name=f"interaction_{layer}")(
             h, species, edge_sh, edge_radial, senders, receivers, field)
     return h
 

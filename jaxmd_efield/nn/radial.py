@@ -1,7 +1,6 @@
 """Radial embedding of edge lengths: a Bessel basis times a smooth polynomial cutoff."""
 
 import e3nn_jax as e3nn
-import jax.numpy as jnp
 
 
 def smooth_cutoff(r, r_cut, p=6):
