@@ -47,9 +47,9 @@ def main(argv=None):
     train, val = data_io.select(crystals, train_idx), data_io.select(crystals, val_idx)
 
     batch_size = cfg["training"]["batch_size"]
-    task = training.TensorTask(model.config, cfg["loss"],
-                               *training.TensorTask.budgets(crystals, model.config.r_cut, batch_size))
-    rows = task.rows(val)
+    all_rows = training.crystal_rows(crystals, model.config)
+    task = training.TensorTask(model.config, cfg["loss"], *training.TensorTask.budgets(all_rows, batch_size))
+    rows = data_io.select(all_rows, val_idx)
     results = {"model": task.metrics(training.predict_all(task, model.params, rows, batch_size), rows)}
     mean_eps = np.broadcast_to(train["dielectric"].mean(0), val["dielectric"].shape)
     results["baselines"] = task.metrics(

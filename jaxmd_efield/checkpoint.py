@@ -36,6 +36,9 @@ def load_checkpoint(path):
         return pickle.load(f)
 
 
+KINDS = ("energy", "tensor")
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
     """A trained model: its kind ("energy": the field-dependent energy network,
@@ -51,9 +54,6 @@ class Model:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
-
-
-KINDS = ("energy", "tensor")
 
 
 def save_model(path, config: EFieldNequIPConfig, params, metadata=None, kind="energy"):

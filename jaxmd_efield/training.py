@@ -179,6 +179,18 @@ class EnergyTask:
         return {k: float(v) for k, v in out.items()}
 
 
+def crystal_rows(crystals, config: EFieldNequIPConfig):
+    """What `TensorTask` trains on: species indices, edges within `config.r_cut` (on the host,
+    every periodic image), atom and edge counts, and the labels of every crystal of a
+    `data.read_crystals` dict. `data.select` cuts it into splits like the crystals themselves."""
+    edges = [graph.crystal_edges(R, cell, config.r_cut)
+             for R, cell in zip(crystals["positions"], crystals["cell"])]
+    return dict(species=[np.asarray(graph.species_indices(z, config.species)) for z in crystals["numbers"]],
+                edges=edges, num_edges=np.array([len(e[1]) for e in edges]),
+                num_atoms=np.array([len(z) for z in crystals["numbers"]]),
+                born_charges=crystals["born_charges"], dielectric=crystals["dielectric"])
+
+
 class TensorTask:
     """Born effective charges (per atom) and eps_inf (per crystal) of periodic crystals.
 
@@ -208,17 +220,9 @@ class TensorTask:
         self.max_nodes, self.max_edges = int(max_nodes), int(max_edges)
 
     def rows(self, crystals):
-        """Species indices and edges (`config.r_cut`) of every crystal of a
-        `data.read_crystals` dict, with its labels; computed once (rows of rows are rows)."""
-        if "edges" in crystals:
-            return crystals
-        edges = [graph.crystal_edges(R, cell, self.config.r_cut)
-                 for R, cell in zip(crystals["positions"], crystals["cell"])]
-        rows = dict(species=[np.asarray(graph.species_indices(z, self.config.species))
-                             for z in crystals["numbers"]],
-                    edges=edges, num_edges=np.array([len(e[1]) for e in edges]),
-                    num_atoms=np.array([len(z) for z in crystals["numbers"]]),
-                    born_charges=crystals["born_charges"], dielectric=crystals["dielectric"])
+        """The `crystal_rows` of a `data.read_crystals` dict (computed once: rows of rows are
+        rows); a crystal larger than the batch budgets is a ValueError."""
+        rows = crystals if "edges" in crystals else crystal_rows(crystals, self.config)
         too_big = np.flatnonzero((rows["num_atoms"] > self.max_nodes) | (rows["num_edges"] > self.max_edges))
         if len(too_big):
             k = too_big[0]
@@ -228,12 +232,10 @@ class TensorTask:
         return rows
 
     @staticmethod
-    def budgets(crystals, r_cut, batch_size, slack=1.3):
-        """Node and edge budgets for batches of `batch_size` crystals: `slack` x the mean
-        batch, and at least the largest crystal."""
-        atoms = np.array([len(z) for z in crystals["numbers"]])
-        edges = np.array([len(graph.crystal_edges(R, c, r_cut)[1])
-                          for R, c in zip(crystals["positions"], crystals["cell"])])
+    def budgets(rows, batch_size, slack=1.3):
+        """Node and edge budgets for batches of `batch_size` crystals of `crystal_rows`:
+        `slack` x the mean batch, and at least the largest crystal."""
+        atoms, edges = rows["num_atoms"], rows["num_edges"]
         return (int(max(atoms.max(), np.ceil(slack * batch_size * atoms.mean()))),
                 int(max(edges.max(), np.ceil(slack * batch_size * edges.mean()))))
 

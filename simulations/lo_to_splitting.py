@@ -36,15 +36,15 @@ import numpy as np
 from ase.build import bulk
 from jax_md import energy, smap, space
 
-from jaxmd_efield import phonons
+from jaxmd_efield import phonons, units
 
 jax.config.update("jax_enable_x64", True)
 # raised inside jax_md.partition's neighbor-list code under jax_enable_x64
 warnings.filterwarnings("ignore", message="scatter inputs have incompatible types")
 
 K_E = phonons.COULOMB_EV_A  # e^2 / (4 pi eps0), eV·Å
-THZ = 15.633302300230191  # sqrt(eV / (Å^2 amu)) in THz (phonopy's DefaultToTHz)
-THZ_TO_CM = 33.3564095198152
+THZ_TO_CM = 1e-3 / units.SPEED_OF_LIGHT_CM_PER_FS  # 1 THz in cm^-1
+THZ = units.WAVENUMBER_PER_SQRT_EV_A2_AMU / THZ_TO_CM  # sqrt(eV / (Å^2 amu)) in THz
 
 CRYSTALS = {
     # rho: NaCl 0.321 Å (Kittel, Introduction to Solid State Physics, 8th ed., ch. 3, table of alkali

@@ -78,9 +78,8 @@ def test_shipped_tensor_model_reproduces_its_validation_accuracy():
     validation = data_io.select(crystals, data_io.split_indices(
         len(crystals["dielectric"]), cfg["split"]["fractions"], cfg["split"]["seed"])[1])
     batch_size = cfg["training"]["batch_size"]
-    task = training.TensorTask(model.config, cfg["loss"],
-                               *training.TensorTask.budgets(validation, model.config.r_cut, batch_size))
-    rows = task.rows(validation)
+    rows = training.crystal_rows(validation, model.config)
+    task = training.TensorTask(model.config, cfg["loss"], *training.TensorTask.budgets(rows, batch_size))
     metrics = task.metrics(training.predict_all(task, model.params, rows, batch_size), rows)
     print(metrics)
     assert metrics["born_charges_mae_e"] < 0.08

@@ -79,9 +79,10 @@ def test_packed_batches_match_the_jax_md_builder(xyz):
     """Greedy packing keeps every crystal once and within the budgets, and predictions on packed,
     padded batches equal the jax_md builder's, crystal by crystal."""
     crystals = data_io.read_crystals(xyz)
-    max_nodes, max_edges = training.TensorTask.budgets(crystals, CONFIG.r_cut, 3, slack=1.0)
+    rows = training.crystal_rows(crystals, CONFIG)
+    max_nodes, max_edges = training.TensorTask.budgets(rows, 3, slack=1.0)
     task = training.TensorTask(CONFIG, WEIGHTS, max_nodes, max_edges)
-    rows = task.rows(crystals)
+    assert task.rows(rows) is rows and task.rows(crystals)["num_edges"].tolist() == rows["num_edges"].tolist()
     plan = task.batches(rows, np.arange(12)[::-1], 3, drop_remainder=False)
     assert sorted(np.concatenate(plan).tolist()) == list(range(12)) and len(plan) > 4
     for idx in plan:
@@ -109,8 +110,8 @@ def test_packed_batches_match_the_jax_md_builder(xyz):
 
 def test_resume_reproduces_an_uninterrupted_run(xyz, tmp_path):
     crystals = data_io.read_crystals(xyz)
-    task = training.TensorTask(CONFIG, WEIGHTS, *training.TensorTask.budgets(crystals, CONFIG.r_cut, 3))
-    rows = task.rows(crystals)
+    rows = training.crystal_rows(crystals, CONFIG)
+    task = training.TensorTask(CONFIG, WEIGHTS, *training.TensorTask.budgets(rows, 3))
     full = training.train(task, rows, rows, SETTINGS, str(tmp_path / "a"), progress=False)
     training.train(task, rows, rows, SETTINGS, str(tmp_path / "b"), progress=False, stop_after=3)
     resumed = training.train(task, rows, rows, SETTINGS, str(tmp_path / "b"), progress=False, resume=True)

@@ -81,13 +81,13 @@ def tensor_setup(cfg, start_model, batch_size):
     model = start_model.config.to_dict() if start_model else dict(cfg["model"])
     model.setdefault("species", sorted(set(np.concatenate(crystals["numbers"]).tolist())))
     config = EFieldNequIPConfig.from_dict(model)
-    parts = data_io.split_indices(len(crystals["dielectric"]), cfg["split"]["fractions"],
+    rows = training.crystal_rows(crystals, config)
+    task = training.TensorTask(config, cfg["loss"], *training.TensorTask.budgets(rows, batch_size),
+                               cfg.get("huber_delta"))
+    parts = data_io.split_indices(len(rows["dielectric"]), cfg["split"]["fractions"],
                                   cfg["split"]["seed"])
-    splits = {name: data_io.select(crystals, part)
-              for name, part in zip(("train", "validation", "test"), parts) if len(part)}
-    max_nodes, max_edges = training.TensorTask.budgets(crystals, config.r_cut, batch_size)
-    task = training.TensorTask(config, cfg["loss"], max_nodes, max_edges, cfg.get("huber_delta"))
-    return task, config, {name: task.rows(split) for name, split in splits.items()}
+    return task, config, {name: data_io.select(rows, part)
+                          for name, part in zip(("train", "validation", "test"), parts) if len(part)}
 
 
 def main(argv=None):
@@ -122,9 +122,10 @@ def main(argv=None):
                            resume=args.resume, init_params=start_model.params if start_model else None)
     wall = time.perf_counter() - start
     report = "test" if "test" in splits else "validation"  # the split the metrics are given for
-    predictions = training.predict_all(task, state["ema_params"], splits[report], settings.batch_size)
-    metrics = task.metrics(predictions, task.rows(splits[report]))
-    training.parity_plots(predictions, task.rows(splits[report]),
+    rows = task.rows(splits[report])
+    predictions = training.predict_all(task, state["ema_params"], rows, settings.batch_size)
+    metrics = task.metrics(predictions, rows)
+    training.parity_plots(predictions, rows,
                           os.path.join(out, f"parity_{report}.png"),
                           title=f"{report} split ({sizes[report]} rows)")
     summary = {report: metrics, "steps": state["step"], "train_seconds": state["train_seconds"],
