@@ -9,17 +9,14 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: install demo test test-slow example lo-to bench
+.PHONY: install demo test example lo-to bench bench-nve
 install: $(VENV)/.installed
 
 demo: install  ## the main job: NVT of ethanol in a time-varying field with the shipped model, IR spectrum
 	$(PY) simulations/ethanol_ir.py
 
-test: install  ## the test suite (what CI runs)
-	$(PY) -m pytest -q
-
-test-slow: install  ## the long tests kept out of `make test`
-	$(PY) -m pytest -q -m slow
+test: install  ## the test suite (what CI runs), on two workers
+	$(PY) -m pytest -q -n 2
 
 example: install  ## the README quickstart: NVT of ethanol in a time-varying field
 	$(PY) simulations/quickstart.py
@@ -31,3 +28,6 @@ bench: install  ## benchmarks; write benchmarks/results/
 	$(PY) benchmarks/bench_md_step.py
 	$(PY) benchmarks/harmonic_ir_vs_xtb.py
 	$(PY) benchmarks/becs_eps_accuracy.py
+
+bench-nve: install  ## long-run stability: 1 ns NVE of ethanol with the shipped model, float32 and float64 (hours on 2 cores)
+	$(PY) benchmarks/nve_stability.py

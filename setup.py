@@ -39,6 +39,7 @@ setup(
     extras_require={
         # GPU users: the CUDA 12 plugin matching the pinned jaxlib.
         "cuda": ["jax[cuda12]==0.10.1"],
-        "test": ["pytest>=8"],
+        # xdist: the suite is compile-bound and XLA compiles on one core, so two workers use both
+        "test": ["pytest>=8", "pytest-xdist>=3"],
     },
 )

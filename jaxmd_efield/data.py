@@ -83,12 +83,18 @@ def write_dataset(path, data, attrs=None):
 
 
 def read_dataset(path, species=None):
-    """Read and validate an HDF5 data set; returns (dict of numpy arrays, attrs dict)."""
+    """Read and validate an HDF5 data set; returns (dict of numpy arrays, attrs dict). A file
+    h5py cannot read (truncated or corrupt) is a ValueError."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no data set at {path}")
-    with h5py.File(path, "r") as f:
-        data = {key: f[key][()] for key in f.keys()}
-        attrs = dict(f.attrs)
+    try:
+        with h5py.File(path, "r") as f:
+            data = {key: f[key][()] for key in f.keys()}
+            attrs = dict(f.attrs)
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5 data set (truncated or corrupt: {err}); "
+                         "write it again (data.write_dataset, training/make_ethanol_data.py) or "
+                         "point at another file") from err
     validate(data, species, source=path)
     return data, attrs
 

@@ -40,15 +40,15 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
     network = energy_network(config)
 
     def network_inputs(R, neighbor, field, kwargs):
-        R, field, species_idx, *edge_arrays = structure_inputs(R, neighbor, field, kwargs)
+        R, field, problems, species_idx, *edge_arrays = structure_inputs(R, neighbor, field, kwargs)
         node_field = jnp.broadcast_to(field, (R.shape[0], 3))
-        return R, field, (species_idx, *edge_arrays, node_field)
+        return (R, field, problems), (species_idx, *edge_arrays, node_field)
 
     def init_fn(key, R, neighbor, field=None):
-        return network.init(key, *network_inputs(R, neighbor, field, {})[2])
+        return network.init(key, *network_inputs(R, neighbor, field, {})[1])
 
     def energy_fn(params, R, neighbor, field=None, **kwargs):
-        R, field, inputs = network_inputs(R, neighbor, field, kwargs)
-        return graph.guard(jnp.sum(network.apply(params, *inputs)), R, field, neighbor)
+        checked, inputs = network_inputs(R, neighbor, field, kwargs)
+        return graph.guard(jnp.sum(network.apply(params, *inputs)), *checked)
 
     return neighbor_fn, init_fn, energy_fn

@@ -11,6 +11,8 @@ with the formats ``Sparse``, ``OrderedSparse`` (each pair once; both directions 
 restored here) and ``Dense``.
 """
 
+import functools
+
 import ase.data
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,13 @@ import numpy as np
 from jax_md import custom_partition, partition, space
 
 NeighborListFormat = partition.NeighborListFormat
+
+
+def float_positions(R):
+    """R as a floating-point array: integer positions become the default float type (float32, or
+    float64 with jax_enable_x64), so that a field cast to their dtype is never truncated."""
+    R = jnp.asarray(R)
+    return R if jnp.issubdtype(R.dtype, jnp.floating) else R.astype(jnp.asarray(0.0).dtype)
 
 
 def check_inputs(R, field, num_atoms):
@@ -29,23 +38,83 @@ def check_inputs(R, field, num_atoms):
         raise ValueError(f"field must be a 3-vector in V/Å, got shape {field.shape}")
 
 
-def guard(value, R, field, neighbor):
-    """Never return a silently wrong result (an energy or a tensor). With concrete inputs, raise
-    a ValueError for non-finite positions or field and for an overflowed neighbor list. Under
-    jit, where no exception can be raised, return NaN instead, added as NaN * (sum R + sum F) so
-    that forces, dipole and every derivative are NaN too, even when an overflowed list has no
-    valid edge."""
-    overflow = jnp.asarray(neighbor.did_buffer_overflow)
-    nonfinite = ~(jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(field)))
+def box_matrix(box):
+    """jax_md's box (a side length, three side lengths or a 3x3 matrix with the lattice vectors
+    as columns) as a 3x3 matrix, Å."""
+    box = jnp.asarray(box, dtype=jnp.asarray(0.0).dtype)
+    return {0: lambda b: b * jnp.eye(3), 1: jnp.diag, 2: lambda b: b}[box.ndim](box)
+
+
+def box_widths(box):
+    """Perpendicular widths of a periodic cell, Å: the distances between opposite faces."""
+    return 1.0 / jnp.linalg.norm(jnp.linalg.inv(box_matrix(box)), axis=1)
+
+
+def wraps_positions(displacement_fn, box, fractional_coordinates):
+    """Whether `displacement_fn` applies the minimum-image convention in the cell `box`: probe it
+    with a displacement of 0.6 of each lattice vector (periodic spaces fold it to 0.4)."""
+    if displacement_fn is None:
+        return False
+    cell = np.asarray(box_matrix(box))
+    probes = np.eye(3) * 0.6 if fractional_coordinates else 0.6 * cell.T
+    return any(np.linalg.norm(displacement_fn(jnp.asarray(probe), jnp.zeros(3))) < 0.5 * length
+               for probe, length in zip(probes, np.linalg.norm(cell, axis=0)))
+
+
+def box_problems(box, r_cut, minimum_image, fractional_cell_list):
+    """(flag, message) pairs for a periodic box (flags are boolean arrays: `box` may be traced):
+    a minimum-image list in a cell narrower than twice the cutoff would miss neighbors, and
+    jax_md's cell list in fractional coordinates needs an upper-triangular box. (We test the
+    latter ourselves: jax_md 0.2.29 sets its `malformed_box` flag for every valid box.)"""
+    problems = []
+    if minimum_image:
+        problems.append((jnp.min(box_widths(box)) < 2 * r_cut, (
+            f"the periodic cell is narrower than twice the cutoff (2 x {r_cut} Å): the "
+            "minimum-image neighbor list (jax_md.partition.neighbor_list) would miss neighbors. "
+            "Use neighbor_list_fn=jax_md.custom_partition.neighbor_list_multi_image (any cell "
+            "size) or a supercell at least 2 r_cut wide")))
+    if fractional_cell_list and jnp.ndim(box) == 2:
+        problems.append((jnp.any(jnp.tril(jnp.asarray(box), -1) != 0), (
+            "the box is not upper triangular: jax_md's cell list in fractional coordinates needs "
+            "the lattice vectors as the columns of an upper-triangular matrix (or pass "
+            "disable_cell_list=True)")))
+    return problems
+
+
+def neighbor_problems(neighbor):
+    """(flag, message) pairs of a neighbor list's error flags, the most specific cause first."""
+    return [
+        (jnp.asarray(getattr(neighbor, "cell_size_too_small", False)).astype(bool),
+         "the neighbor list's cells are smaller than the cutoff for the current box "
+         "(cell_size_too_small): reallocate it with neighbor_fn.allocate(R, box=box)"),
+        (jnp.asarray(neighbor.did_buffer_overflow).astype(bool),
+         "the neighbor list overflowed (did_buffer_overflow): reallocate it with "
+         "neighbor_fn.allocate(R) before computing the energy"),
+    ]
+
+
+def raise_first(problems):
+    """Raise a ValueError with the message of the first (flag, message) whose flag is True;
+    nothing when the flags are traced (under jit)."""
     try:
-        if bool(overflow):
-            raise ValueError("the neighbor list overflowed (did_buffer_overflow): reallocate it "
-                             "with neighbor_fn.allocate(R) before computing the energy")
-        if bool(nonfinite):
-            raise ValueError("positions or field contain NaN or inf")
+        for flag, message in problems:
+            if bool(flag):
+                raise ValueError(message)
     except jax.errors.ConcretizationTypeError:
         pass
-    return value + jnp.where(overflow | nonfinite, jnp.nan, 0.0) * (jnp.sum(R) + jnp.sum(field))
+
+
+def guard(value, R, field, problems=()):
+    """Never return a silently wrong result (an energy or a tensor). With concrete inputs, raise
+    a ValueError for each of `problems` ((flag, message) pairs: the neighbor list's error flags,
+    a box too narrow or malformed) and for non-finite positions or field. Under jit, where no
+    exception can be raised, return NaN instead, added as NaN * (sum R + sum F) so that forces,
+    dipole and every derivative are NaN too, even when an overflowed list has no valid edge."""
+    nonfinite = ~(jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(field)))
+    problems = [*problems, (nonfinite, "positions or field contain NaN or inf")]
+    raise_first(problems)
+    bad = jnp.any(jnp.stack([jnp.asarray(flag) for flag, _ in problems]))
+    return value + jnp.where(bad, jnp.nan, 0.0) * (jnp.sum(R) + jnp.sum(field))
 
 
 def species_indices(species, table):
@@ -130,20 +199,30 @@ def neighbor_list_inputs(displacement_fn, box, species, config, neighbor_list_fn
                          fractional_coordinates, nl_kwargs):
     """What every jax_md-facing builder needs: the neighbor list functions (cutoff
     `config.r_cut`, Sparse format unless `nl_kwargs` says otherwise) and
-    `inputs(R, neighbor, field, kwargs) -> (R, field, species_indices, edge_vectors, senders,
-    receivers, edge_mask)` with the shape checks (field None means zero)."""
+    `inputs(R, neighbor, field, kwargs) -> (R, field, problems, species_indices, edge_vectors,
+    senders, receivers, edge_mask)` with the shape checks (field None means zero; integer
+    positions become floats) and the (flag, message) `problems` for `guard`: the list's error
+    flags and those of a box given at call time (`box=`). A box that is wrong already here (a
+    minimum-image cell narrower than twice the cutoff, say) is a ValueError."""
     species_idx = species_indices(species, config.species)
     num_atoms = species_idx.shape[0]
     nl_kwargs = {"format": partition.Sparse, **nl_kwargs}
     neighbor_fn = neighbor_list_fn(displacement_fn, box, config.r_cut,
                                    fractional_coordinates=fractional_coordinates, **nl_kwargs)
+    jax_md_list = neighbor_list_fn is partition.neighbor_list
+    check_box = functools.partial(
+        box_problems, r_cut=config.r_cut,
+        minimum_image=jax_md_list and wraps_positions(displacement_fn, box, fractional_coordinates),
+        fractional_cell_list=jax_md_list and fractional_coordinates and not nl_kwargs.get("disable_cell_list"))
+    raise_first(check_box(box))
 
     def inputs(R, neighbor, field, kwargs):
-        R = jnp.asarray(R)
+        R = float_positions(R)
         field = jnp.zeros(3, R.dtype) if field is None else jnp.asarray(field, R.dtype)
         check_inputs(R, field, num_atoms)
-        return (R, field, species_idx,
-                *edges(displacement_fn, R, neighbor, fractional_coordinates, **kwargs))
+        edge_arrays = edges(displacement_fn, R, neighbor, fractional_coordinates, **kwargs)
+        problems = neighbor_problems(neighbor) + (check_box(kwargs["box"]) if "box" in kwargs else [])
+        return (R, field, problems, species_idx, *edge_arrays)
 
     return neighbor_fn, inputs
 

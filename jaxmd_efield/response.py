@@ -15,9 +15,13 @@ Each takes `energy_fn(R, field=..., **kwargs) -> E` (eV; R in Å, field in V/Å)
 import jax
 import jax.numpy as jnp
 
+from jaxmd_efield.graph import float_positions
+
 
 def _field(field, R):
-    return jnp.zeros(3, R.dtype) if field is None else jnp.asarray(field, R.dtype)
+    """The field (V/Å) in the float type of the positions (zero for None)."""
+    dtype = float_positions(R).dtype
+    return jnp.zeros(3, dtype) if field is None else jnp.asarray(field, dtype)
 
 
 def energy_forces_dipole(energy_fn):

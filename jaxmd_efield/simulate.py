@@ -16,7 +16,12 @@ Neighbor lists: after each chunk the list's overflow flag is checked; on overflo
 discarded, the list reallocated from the chunk's starting positions with more room, and the
 chunk run again from its start, so no frame is lost or duplicated. Frames are appended to the
 HDF5 file and flushed after every chunk: a run killed midway leaves a valid file holding every
-finished chunk.
+finished chunk. A list that still overflows after `MAX_REALLOCATIONS` reallocations of the same
+chunk stops the run with a RuntimeError.
+
+Non-finite dynamics: the scan carries the first step whose positions, momenta or energy are not
+finite (computed with a list that had not overflowed); the run then writes the frames before
+that step and stops with a FloatingPointError naming it.
 """
 
 import functools
@@ -36,6 +41,8 @@ INTEGRATORS = ("nvt_nose_hoover", "nvt_langevin", "nve")
 FRAME_UNITS = dict(time="fs", positions="Å", velocities="Å/fs", potential_energy="eV",
                    kinetic_energy="eV", total_energy="eV", temperature="K", field="V/Å",
                    dipole="e·Å")
+#: reallocations of the neighbor list for one chunk before `run` gives up.
+MAX_REALLOCATIONS = 5
 
 
 def _integrator(kind, energy_fn, shift_fn, dt, kT, tau, gamma):
@@ -94,7 +101,9 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     output: HDF5 path (written as the run goes) or None. neighbors: a neighbor list to start
     from (updated to R first). momenta: initial momenta (N, 3) in amu·Å/fs, else drawn at
     temperature_K. Returns a dict of numpy arrays (the frames) with `final_state` (the state at
-    the last frame), `neighbors` and `reallocations`.
+    the last frame), `neighbors` and `reallocations`. Raises FloatingPointError at the first step
+    whose positions, momenta or energy are not finite (the frames before it written), and
+    RuntimeError when the neighbor list keeps overflowing (`MAX_REALLOCATIONS`).
     """
     if steps < record_every or record_every < 1:
         raise ValueError("need steps >= record_every >= 1")
@@ -119,13 +128,16 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     def frame(carry, frame_index):
         """record_every steps, then the frame's record."""
         def one_step(carry, step_index):
-            state, nbrs, _ = carry
+            state, nbrs, _, first_bad = carry
             field = field_fn((step_index + 1) * dt_fs)
-            state, aux = step_fn(state, neighbor=nbrs, field=field)
-            return (state, nbrs.update(state.position), aux), None
+            state, (energy, dipole) = step_fn(state, neighbor=nbrs, field=field)
+            bad = ~(jnp.isfinite(energy) & jnp.all(jnp.isfinite(state.position))
+                    & jnp.all(jnp.isfinite(state.momentum))) & (nbrs.did_buffer_overflow == 0)
+            first_bad = jnp.where(bad & (first_bad < 0), step_index + 1, first_bad)
+            return (state, nbrs.update(state.position), (energy, dipole), first_bad), None
 
         first = frame_index * record_every
-        (state, nbrs, (energy, dipole)), _ = jax.lax.scan(
+        (state, nbrs, (energy, dipole), first_bad), _ = jax.lax.scan(
             one_step, carry, first + jnp.arange(record_every))
         t = (first + record_every) * dt_fs
         field = field_fn(t)
@@ -135,29 +147,49 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                       temperature=quantity.temperature(momentum=state.momentum, mass=state.mass) / units.KB,
                       field=field, dipole=dipole,
                       **{name: fn(state.position, nbrs, field) for name, fn in observables.items()})
-        return (state, nbrs, (energy, dipole)), record
+        return (state, nbrs, (energy, dipole), first_bad), record
 
     @functools.partial(jax.jit, static_argnums=3)
     def chunk(state, nbrs, first_frame, n):
-        """n frames from first_frame (n static: the last chunk may be shorter, one more compile)."""
+        """n frames from first_frame (n static: the last chunk may be shorter, one more compile),
+        and the first non-finite step (-1: none)."""
         aux0 = (jnp.zeros((), state.position.dtype), jnp.zeros(3, state.position.dtype))
-        (state, nbrs, _), records = jax.lax.scan(frame, (state, nbrs, aux0),
-                                                 first_frame + jnp.arange(n))
-        return state, nbrs, records
+        first_bad = jnp.array(-1)
+        (state, nbrs, _, first_bad), records = jax.lax.scan(
+            frame, (state, nbrs, aux0, first_bad), first_frame + jnp.arange(n))
+        return state, nbrs, records, first_bad
 
     n_frames = -(-steps // record_every)
     writer = _TrajectoryWriter(output, attrs) if output else None
-    records, done = [], 0
+    records, done, retries = [], 0, 0
     bar = tqdm(total=n_frames * record_every, disable=not progress, unit="step", desc=integrator)
     try:
         while done < n_frames:
             keep = min(frames_per_chunk, n_frames - done)
-            new_state, new_nbrs, chunk_records = chunk(state, nbrs, done, keep)
+            new_state, new_nbrs, chunk_records, first_bad = chunk(state, nbrs, done, keep)
+            bad_step = int(first_bad)
+            if bad_step >= 0:  # record the frames before it, then stop
+                good = (bad_step - 1) // record_every - done
+                if writer and good:
+                    writer.append({k: np.asarray(v[:good]) for k, v in chunk_records.items()})
+                written = f" (the {done + good} frames before it are in {output})" if output else ""
+                raise FloatingPointError(
+                    f"non-finite positions, momenta or energy at step {bad_step} "
+                    f"(t = {bad_step * dt_fs:g} fs) of the {integrator} run{written}: forces too "
+                    "large for dt_fs, or a model far outside its training data?")
             if bool(new_nbrs.did_buffer_overflow):
+                if retries == MAX_REALLOCATIONS:
+                    raise RuntimeError(
+                        f"the neighbor list still overflows after {retries} reallocations with "
+                        f"more room for the chunk from t = {done * record_every * dt_fs:g} fs: the "
+                        "system is probably exploding or collapsing (check dt_fs and the forces); "
+                        "otherwise give the list more room (a larger capacity_multiplier of the "
+                        "neighbor list) or run shorter chunks (frames_per_chunk)")
+                retries += 1
                 reallocations += 1
                 nbrs = neighbor_fn.allocate(state.position, extra_capacity=8 * reallocations)
                 continue
-            state, nbrs = new_state, new_nbrs
+            state, nbrs, retries = new_state, new_nbrs, 0
             chunk_records = {k: np.asarray(v) for k, v in chunk_records.items()}
             if writer:
                 writer.append(chunk_records)
@@ -202,7 +234,14 @@ class _TrajectoryWriter:
 
 
 def read_trajectory(path):
-    """(frames: dict of numpy arrays, attrs: dict) of a trajectory written by `run`."""
-    with h5py.File(path, "r") as f:
-        frames = {k: f[k][: f.attrs["frames"]] for k in f.keys()}
-        return frames, dict(f.attrs)
+    """(frames: dict of numpy arrays, attrs: dict) of a trajectory written by `run`.
+    ValueError if the file is not one (truncated, corrupt, or another HDF5 file)."""
+    try:
+        with h5py.File(path, "r") as f:
+            frames = {k: f[k][: f.attrs["frames"]] for k in f.keys()}
+            return frames, dict(f.attrs)
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError) as err:
+        raise ValueError(f"{path} is truncated or corrupt, or not a trajectory written by "
+                         f"simulate.run: {err}") from err

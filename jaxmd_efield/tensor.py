@@ -24,16 +24,17 @@ def born_dielectric_neighbor_list(displacement_fn, box, species, config: EFieldN
     network = tensor_network(config, num_graphs=1)
 
     def network_inputs(R, neighbor, kwargs):
-        R, field, species_idx, *edge_arrays = structure_inputs(R, neighbor, None, kwargs)
+        R, field, problems, species_idx, *edge_arrays = structure_inputs(R, neighbor, None, kwargs)
         n = R.shape[0]
-        return R, field, (species_idx, *edge_arrays, jnp.zeros(n, jnp.int32), jnp.ones(n, bool))
+        return ((R, field, problems),
+                (species_idx, *edge_arrays, jnp.zeros(n, jnp.int32), jnp.ones(n, bool)))
 
     def init_fn(key, R, neighbor):
-        return network.init(key, *network_inputs(R, neighbor, {})[2])
+        return network.init(key, *network_inputs(R, neighbor, {})[1])
 
     def tensor_fn(params, R, neighbor, **kwargs):
-        R, field, inputs = network_inputs(R, neighbor, kwargs)
+        checked, inputs = network_inputs(R, neighbor, kwargs)
         born, dielectric = network.apply(params, *inputs)
-        return graph.guard(born, R, field, neighbor), graph.guard(dielectric[0], R, field, neighbor)
+        return graph.guard(born, *checked), graph.guard(dielectric[0], *checked)
 
     return neighbor_fn, init_fn, tensor_fn

@@ -9,7 +9,8 @@ compiles once), `init(key, batch)`, `loss(params, batch, response) -> (loss, met
 molecules) and `TensorTask` (Born charges and eps_inf of crystals). The trainer owns the rest:
 optax optimiser with warm-up + cosine learning rate, gradient clipping, EMA of parameters,
 deterministic data order (so --resume reproduces an uninterrupted run), validation metrics,
-atomic checkpoints, a CSV metrics log, a progress bar and parity plots.
+atomic checkpoints (which --resume refuses if the run's configuration changed), a CSV metrics
+log, a progress bar and parity plots.
 """
 
 import csv
@@ -74,6 +75,7 @@ class EnergyTask:
     def __init__(self, config: EFieldNequIPConfig, numbers, loss_weights):
         self.config = config
         self.network = energy_network(config)
+        self.numbers = np.asarray(numbers)
         self.species = graph.species_indices(numbers, config.species)
         self.weights = {k: float(v) for k, v in loss_weights.items() if v}
         unknown = set(self.weights) - {"energy", "forces", "dipole", "polarizability", "born_charges"}
@@ -83,7 +85,12 @@ class EnergyTask:
 
     def rows(self, data):
         """The per-configuration arrays of `data` this task uses; a nonzero loss weight whose
-        label the data lack is a ValueError."""
+        label the data lack, or atomic `numbers` other than the task's, is a ValueError (data
+        without `numbers`, such as rows, are taken as the task's molecule)."""
+        if "numbers" in data and not np.array_equal(data["numbers"], self.numbers):
+            raise ValueError(f"the data are of atoms {np.asarray(data['numbers']).tolist()}, but the "
+                             f"task was built for {self.numbers.tolist()}: build EnergyTask with "
+                             "the data's numbers")
         missing = sorted(k for k in self.weights if k not in data)
         if self.response and "has_response" not in data:
             missing.append("has_response")
@@ -160,7 +167,8 @@ class EnergyTask:
         total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
         return total, {f"mse_{k}": v for k, v in terms.items()}
 
-    def metrics(self, predictions, data):
+    @staticmethod
+    def metrics(predictions, data):
         """Mean absolute errors over a split (predictions and data: stacked numpy arrays)."""
         n_atoms = data["positions"].shape[1]
         out = dict(
@@ -380,11 +388,15 @@ def _optimizer_and_step(task, settings):
 
 
 def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=False,
-          progress=True, stop_after=None, init_params=None):
-    """Train `task`; writes checkpoint.pkl, metrics.csv and summary.json to `out_dir`.
+          progress=True, stop_after=None, init_params=None, run_config=None):
+    """Train `task`; writes checkpoint.npz and metrics.csv to `out_dir`.
 
     Deterministic for given data, settings and seed: batch order of epoch e comes from
     (seed, e), so a run resumed from any checkpoint ends where an uninterrupted one would.
+    `run_config` (JSON-able, e.g. a training YAML config as a dict) is stored in the checkpoint
+    with its `training` entry set to `settings` and `model` to the task's model config;
+    `resume` refuses (ValueError) a checkpoint that is missing, unreadable, of another run
+    config (listing what differs) or of other parameter shapes.
     `stop_after` ends the run early after that many steps (to test resuming).
     `init_params` starts from given parameters (fine-tuning a trained model: a warm restart
     with a fresh optimiser and schedule) instead of a random initialisation.
@@ -393,7 +405,9 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
     without response terms), so any more would be a recompilation.
     """
     os.makedirs(out_dir, exist_ok=True)
-    ckpt_path = os.path.join(out_dir, "checkpoint.pkl")
+    ckpt_path = os.path.join(out_dir, "checkpoint.npz")
+    run_config = dict(run_config or {}, training=dataclasses.asdict(settings),
+                      model=task.config.to_dict())
     rows = task.rows(train_data)
     val_data = task.rows(val_data)
     m = task.num_rows(rows)
@@ -431,13 +445,16 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
 
     schedule, optimizer, train_step, traces = _optimizer_and_step(task, settings)
 
-    if resume and os.path.exists(ckpt_path):
-        state = checkpoint.load_checkpoint(ckpt_path)
-    else:
+    def initial_state():
         params = task.init(jax.random.PRNGKey(settings.seed), batch_at(0)) \
             if init_params is None else jax.tree_util.tree_map(jnp.asarray, init_params)
-        state = dict(params=params, ema_params=params, opt_state=optimizer.init(params), step=0,
-                     train_seconds=0.0)
+        return dict(params=params, ema_params=params, opt_state=optimizer.init(params), step=0,
+                    train_seconds=0.0)
+
+    if resume:
+        state = checkpoint.load_checkpoint(ckpt_path, jax.eval_shape(initial_state), run_config)
+    else:
+        state = initial_state()
         with open(os.path.join(out_dir, "metrics.csv"), "w"):
             pass
 
@@ -466,7 +483,7 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
             running = []
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         if step % settings.checkpoint_every == 0 or step == end:
-            checkpoint.save_checkpoint(ckpt_path, state)
+            checkpoint.save_checkpoint(ckpt_path, state, run_config)
     bar.close()
     state["compilations"] = traces[0]
     return state

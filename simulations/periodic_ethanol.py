@@ -46,8 +46,9 @@ def main(argv=None):
     energy = functools.partial(energy_fn, model.params)
     free_neighbor_fn, _, free_energy_fn = jef.efield_nequip_neighbor_list(
         space.free()[0], args.cell, atoms.numbers, model.config, disable_cell_list=True)
-    periodic = response.energy_forces_dipole(energy)(R, field=field(0.0), neighbor=neighbor_fn.allocate(R))
-    free = response.energy_forces_dipole(functools.partial(free_energy_fn, model.params))(
+    periodic = jax.jit(response.energy_forces_dipole(energy))(
+        R, field=field(0.0), neighbor=neighbor_fn.allocate(R))
+    free = jax.jit(response.energy_forces_dipole(functools.partial(free_energy_fn, model.params)))(
         R, field=field(0.0), neighbor=free_neighbor_fn.allocate(R))
     deviation = max(float(jnp.abs(a - b).max()) for a, b in zip(periodic, free))
     print(f"periodic vs free space at t = 0: max deviation {deviation:.2e} (energy eV, forces eV/Å, dipole e·Å)")

@@ -1,5 +1,6 @@
 import contextlib
 import functools
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,11 @@ from ase.build import molecule
 from jax_md import space
 
 jax.config.update("jax_enable_x64", True)
+# Most of the suite's time is XLA compilation, and many tests compile the same program again (the
+# shipped model's calculator, repeated MD segments, one tiny model's observables): JAX's
+# persistent cache turns those repeats into cache hits, across the pytest-xdist workers too.
+jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(__file__).parents[1] / ".jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 import jaxmd_efield as jef  # noqa: E402
 

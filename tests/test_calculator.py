@@ -95,3 +95,15 @@ def test_periodic_cell_and_errors(model):
     chlorine.calc = jef.EFieldCalculator(model)
     with pytest.raises(ValueError, match="not in the model's species table"):
         chlorine.get_potential_energy()
+
+
+def test_neighbor_list_is_reallocated_after_a_large_move(calculated):
+    """A calculator whose list was allocated for a stretched molecule (few neighbors) must grow it
+    when the atoms come back together, not return NaN or drop pairs."""
+    atoms = calculated.copy()
+    atoms.calc = jef.EFieldCalculator(calculated.calc.model, field=FIELD)
+    atoms.positions = calculated.positions * 3.0
+    atoms.get_potential_energy()
+    atoms.positions = calculated.positions
+    np.testing.assert_allclose(atoms.get_forces(), calculated.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(atoms.get_potential_energy(), calculated.get_potential_energy(), rtol=1e-12)

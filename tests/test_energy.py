@@ -154,3 +154,76 @@ def test_per_species_shift_and_scale(ethanol):
     np.testing.assert_allclose(energies[2] - energies[1], np.sum(numbers == 1), rtol=1e-10)
     with pytest.raises(ValueError, match="energy_scale has 2 entries"):
         dataclasses.replace(TINY, energy_scale=(1.0, 2.0))
+
+
+def test_integer_positions_keep_the_field(ethanol):
+    """Integer positions are promoted to floats; the field is never cast to an integer type."""
+    R_int = jnp.round(ethanol["R"] * 2).astype(jnp.int32)
+    nbrs = ethanol["neighbor_fn"].allocate(R_int.astype(float))
+    field = jnp.array([0.0, 0.0, 0.3])
+    as_int = ethanol["energy"](R_int, neighbor=nbrs, field=field)
+    as_float = ethanol["energy"](R_int.astype(float), neighbor=nbrs, field=field)
+    zero_field = ethanol["energy"](R_int.astype(float), neighbor=nbrs, field=jnp.zeros(3))
+    np.testing.assert_allclose(as_int, as_float, rtol=1e-12)
+    assert abs(float(as_float - zero_field)) > 1e-6
+    np.testing.assert_allclose(jef.response.dipole(ethanol["energy"])(R_int, field=field, neighbor=nbrs),
+                               jef.response.dipole(ethanol["energy"])(R_int.astype(float), field=field,
+                                                                      neighbor=nbrs), rtol=1e-12)
+
+
+def test_minimum_image_box_narrower_than_twice_the_cutoff_is_refused(ethanol):
+    """partition.neighbor_list folds displacements to the nearest image: in a cell narrower than
+    2 r_cut it would miss neighbors without a word."""
+    for displacement, box in ((space.periodic(7.0)[0], 7.0),
+                              (space.periodic(jnp.array([9.0, 9.0, 7.5]))[0], jnp.array([9.0, 9.0, 7.5])),
+                              (space.periodic_general(TRICLINIC * 2.5)[0], TRICLINIC * 2.5)):  # edges >= 7.5 Å, widths 7.1-7.8
+        with pytest.raises(ValueError, match="narrower than twice the cutoff.*neighbor_list_multi_image"):
+            jef.efield_nequip_neighbor_list(displacement, box, ethanol["numbers"], TINY)
+    # free space takes any box (it only sizes cell lists), and so do multi-image lists
+    jef.efield_nequip_neighbor_list(space.free()[0], 1.0, ethanol["numbers"], TINY, disable_cell_list=True)
+    jef.efield_nequip_neighbor_list(None, 3.0 * jnp.eye(3), CELL_NUMBERS, TINY, **MULTI_IMAGE)
+    # a box given at call time (periodic_general, fractional coordinates) is checked there
+    box = 12.0 * jnp.eye(3)
+    displacement, _ = space.periodic_general(box, fractional_coordinates=True)
+    neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
+        displacement, box, CELL_NUMBERS, TINY, fractional_coordinates=True, disable_cell_list=True)
+    R = jnp.asarray(CELL_FRACTIONAL)
+    nbrs = neighbor_fn.allocate(R)
+    params = init_fn(jax.random.PRNGKey(0), R, nbrs)
+    assert jnp.isfinite(energy_fn(params, R, nbrs, box=10.0 * jnp.eye(3)))
+    with pytest.raises(ValueError, match="narrower than twice the cutoff"):
+        energy_fn(params, R, nbrs, box=7.0 * jnp.eye(3))
+    assert jnp.isnan(jax.jit(energy_fn)(params, R, nbrs, box=7.0 * jnp.eye(3)))
+
+
+def test_neighbor_list_error_flags_and_malformed_boxes_are_not_ignored():
+    """A cell list whose cells became smaller than the cutoff after the box shrank (jax_md's
+    cell_size_too_small flag) and a box that is not upper triangular (which jax_md's fractional
+    cell list needs; its own malformed_box flag is inverted in 0.2.29) raise eagerly, at build
+    time where the box is given there, and give NaN under jit."""
+    box = 30.0 * jnp.eye(3)
+    displacement, _ = space.periodic_general(box, fractional_coordinates=True)
+    numbers = np.tile(CELL_NUMBERS, 4)
+    R = jnp.asarray(np.random.default_rng(0).uniform(size=(len(numbers), 3)))
+    neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
+        displacement, box, numbers, TINY, fractional_coordinates=True)
+    nbrs = neighbor_fn.allocate(R)
+    params = init_fn(jax.random.PRNGKey(0), R, nbrs)
+    assert jnp.isfinite(energy_fn(params, R, nbrs.update(R, box=box), box=box))
+    lower_triangular = box + 2.0 * jnp.eye(3, k=-1)
+    for new_box, message in ((15.0 * jnp.eye(3), "cell_size_too_small"),
+                             (lower_triangular, "not upper triangular")):
+        updated = nbrs.update(R, box=new_box)
+        with pytest.raises(ValueError, match=message):
+            energy_fn(params, R, updated, box=new_box)
+        assert jnp.isnan(jax.jit(energy_fn)(params, R, updated, box=new_box)), message
+    assert bool(nbrs.update(R, box=15.0 * jnp.eye(3)).cell_size_too_small)
+    with pytest.raises(ValueError, match="not upper triangular"):
+        jef.efield_nequip_neighbor_list(space.periodic_general(lower_triangular, fractional_coordinates=True)[0],
+                                        lower_triangular, numbers, TINY, fractional_coordinates=True)
+
+
+def test_config_settings_must_be_positive():
+    for name in ("avg_num_neighbors", "r_cut", "num_layers", "readout_hidden"):
+        with pytest.raises(ValueError, match=f"must be positive: {name}="):
+            dataclasses.replace(TINY, **{name: 0})

@@ -1,47 +1,67 @@
-"""The shipped models: ethanol-gfn2 against fresh GFN2-xTB points (not from its data set);
+"""The shipped models: ethanol-gfn2 against fresh GFN2-xTB samples of its held-out distribution;
 becs-eps on rock salt and on its validation crystals."""
 
+import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
+import yaml
 from ase.build import bulk, molecule
 
 import jaxmd_efield as jef
 from jaxmd_efield import data as data_io, training
-from jaxmd_efield.reference import xtb_field_derivatives, xtb_in_field
+
+ROOT = pathlib.Path(__file__).parents[1]
 
 
-def test_shipped_model_matches_fresh_reference_points():
+def load_script(path):
+    spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def held_out_samples(model, n_trajectories, samples_per_trajectory):
+    """Fresh GFN2-xTB samples from the distribution of the shipped model's test split: the data
+    generator (training/make_ethanol_data.py) with its config, run for the first trajectories of
+    the test split of the model's training config (never trained on), every sample labelled
+    with polarizability and Born charges too."""
+    generator = load_script("training/make_ethanol_data.py")
+    with open(generator.DEFAULT_CONFIG) as f:
+        cfg = yaml.safe_load(f)
+    split = model.metadata["training_config"]["split"]
+    test = data_io.split_indices(cfg["n_trajectories"], split["fractions"], split["seed"])[2]
+    cfg.update(samples_per_trajectory=samples_per_trajectory, response_fraction=1.0)
+    return [s for index in sorted(test)[:n_trajectories] for s in generator.run_trajectory((int(index), cfg))]
+
+
+def test_shipped_model_has_its_stated_accuracy_on_fresh_held_out_samples():
+    """ethanol-gfn2 on 39 fresh samples of the 13 held-out trajectories (300-800 K, fields up to
+    0.5 V/Å), within 1.5x of the test-split errors it reports (its metadata, the README). Few
+    samples from every trajectory, since energy errors are correlated within one."""
     model = jef.load_pretrained("ethanol-gfn2")
-    assert model.config.species == (1, 6, 8) and "test_metrics" in model.metadata
-    rng = np.random.default_rng(123)
+    assert model.config.species == (1, 6, 8)
+    stated = model.metadata["test_metrics"]
+    samples = held_out_samples(model, n_trajectories=13, samples_per_trajectory=3)
     atoms = molecule("CH3CH2OH")
     atoms.calc = calc = jef.EFieldCalculator(model)
-    errors = {k: [] for k in ("energy", "forces", "dipole", "polarizability")}
-    reference_energies, model_energies = [], []
-    base = atoms.positions.copy()
-    for _ in range(8):
-        direction = rng.normal(size=3)
-        field = direction / np.linalg.norm(direction) * rng.uniform(0.0, 0.5)
-        atoms.positions = base + rng.normal(scale=0.04, size=base.shape)
-        calc.set(field=field)
-        ref = xtb_in_field(atoms.numbers, atoms.positions, field)
-        ref.update(xtb_field_derivatives(atoms.numbers, atoms.positions, field))
-        reference_energies.append(ref["energy"])
-        model_energies.append(atoms.get_potential_energy())
-        errors["forces"].append(np.abs(atoms.get_forces() - ref["forces"]).mean())
-        errors["dipole"].append(np.abs(calc.get_property("dipole", atoms) - ref["dipole"]).mean())
-        pol = calc.get_property("polarizability", atoms)
-        errors["polarizability"].append(np.abs(pol - ref["polarizability"]).mean() /
-                                        np.trace(ref["polarizability"]) * 3)
-    energy_error = np.asarray(model_energies) - np.asarray(reference_energies)
-    print({k: float(np.mean(v)) for k, v in errors.items() if v},
-          "energy spread (meV/atom)", 1e3 * energy_error.std() / 9)
-    assert 1e3 * np.abs(energy_error - energy_error.mean()).mean() / 9 < 2.0  # meV/atom
-    assert np.mean(errors["forces"]) < 0.06  # eV/Å
-    assert np.mean(errors["dipole"]) < 0.02  # e·Å
-    assert np.mean(errors["polarizability"]) < 0.10  # relative
+    predicted = {k: [] for k in ("energy", "forces", "dipole", "polarizability", "born_charges")}
+    for sample in samples:
+        atoms.positions = sample["positions"]
+        calc.set(field=sample["field"])
+        for key in predicted:
+            predicted[key].append(calc.get_property(key.replace("born_charges", "born_effective_charges"), atoms))
+    predicted = {k: np.asarray(v) for k, v in predicted.items()}
+    reference = {k: np.asarray([s[k] for s in samples]) for k in predicted}
+    reference["has_response"] = np.ones(len(samples), bool)
+    reference["positions"] = np.asarray([s["positions"] for s in samples])
+    measured = training.EnergyTask.metrics(predicted, reference)
+    temperatures = sorted({round(s["temperature"]) for s in samples})
+    print(f"{len(samples)} samples at {temperatures} K:", {k: f"{v:.4g} (stated {stated[k]:.4g})"
+                                                          for k, v in measured.items()})
+    for key, value in stated.items():
+        assert measured[key] <= 1.5 * value, f"{key}: {measured[key]:.4g} > 1.5 x {value:.4g}"
 
 
 def test_unknown_pretrained_name():
@@ -49,7 +69,7 @@ def test_unknown_pretrained_name():
         jef.load_pretrained("no-such-model")
 
 
-DFT_DATA = pathlib.Path(__file__).parents[1] / ".." / "shared" / "data" / "becs_eps.xyz"
+DFT_DATA = ROOT / ".." / "shared" / "data" / "becs_eps.xyz"
 
 
 def test_shipped_tensor_model_on_rock_salt():

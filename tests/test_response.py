@@ -116,3 +116,16 @@ def test_separate_observables_match_combined(ethanol, ethanol_response):
     # field=None means zero field
     np.testing.assert_allclose(jax.jit(jef.response.dipole(E))(R, neighbor=nbrs),
                                ethanol_response(R, jnp.zeros(3))["dipole"], atol=1e-12)
+
+
+def test_field_acts_inside_the_message_passing(ethanol):
+    """The readout's explicit terms (-mu_i.F - 1/2 F.alpha_i.F) are at most quadratic in F, so if
+    the field did not enter the interaction blocks, d3E/dF3 would be exactly zero and alpha
+    field independent. The node-level coupling h_i (x) F inside every block makes both nonzero."""
+    energy = lambda F: ethanol["energy"](ethanol["R"], field=F, neighbor=ethanol["nbrs"])  # noqa: E731
+    third = jax.jit(jax.jacfwd(jax.jacfwd(jax.grad(energy))))(FIELD)
+    second = jax.jit(jax.hessian(energy))(FIELD)
+    ratio = float(jnp.abs(third).max() / jnp.abs(second).max())
+    print(f"max |d3E/dF3| / max |d2E/dF2| = {ratio:.2e} Å/V")
+    assert ratio > 1e-3
+    np.testing.assert_allclose(third, jnp.transpose(third, (1, 0, 2)), atol=1e-12)  # symmetric

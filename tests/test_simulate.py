@@ -1,13 +1,18 @@
-"""The simulation driver: field timing, dipole response, neighbor-list reallocation, HDF5."""
+"""The simulation driver: field timing, dipole response, neighbor-list reallocation, HDF5,
+runs that go non-finite. (Its dynamics: test_simulate_dynamics.py.)"""
 
+import types
+
+import h5py
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax_md import space
+from jax_md import partition, space
 
 import jaxmd_efield as jef
 from conftest import TINY
 from jaxmd_efield import fields, simulate
+from test_simulate_dynamics import ethanol_springs, springs_in_field
 
 DRIVE_THZ = 25.0
 PROTOCOL = fields.superpose(fields.constant([0.0, 0.05, 0.0]),
@@ -72,6 +77,64 @@ def test_reallocation_keeps_frames_contiguous(ethanol):
     np.testing.assert_allclose(tight["time"], np.arange(1, 41) * 1.0)
     for key in ("positions", "velocities", "dipole", "total_energy"):
         np.testing.assert_allclose(tight[key], roomy[key], atol=1e-10, err_msg=key)
+
+
+def test_endless_overflow_stops_with_advice():
+    """A neighbor_fn that ignores extra_capacity can never hold the C-O collision (each
+    reallocation is from the chunk's start, atoms apart, and gets no room): after
+    MAX_REALLOCATIONS of the chunk the run stops with a RuntimeError saying what to do."""
+    neighbor_fn = partition.neighbor_list(space.free()[0], 10.0, 4.0, format=partition.Sparse,
+                                          capacity_multiplier=1.0, disable_cell_list=True)
+    allocations = []
+    stubborn = types.SimpleNamespace(
+        allocate=lambda R, **kwargs: allocations.append(R) or neighbor_fn.allocate(R))
+    energy = springs_in_field(jnp.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0]]), jnp.array([0.3, -0.3]))
+    with pytest.raises(RuntimeError, match="still overflows after 5 reallocations.*exploding.*"
+                                           "capacity_multiplier"):
+        simulate.run(energy, space.free()[1], stubborn, jnp.array([[0.0, 0, 0], [6.0, 0.3, 0]]),
+                     jnp.array([12.0, 16.0]), PROTOCOL, steps=80, record_every=2,
+                     integrator="nve", frames_per_chunk=5, progress=False,
+                     momenta=jnp.array([[0.05 * 12.0, 0.0, 0.0], [-0.05 * 16.0, 0.0, 0.0]]))
+    assert len(allocations) == 1 + simulate.MAX_REALLOCATIONS
+
+
+@pytest.mark.parametrize("bad_step", [37, 32])
+def test_non_finite_run_stops_at_its_step(ethanol, tmp_path, bad_step):
+    """A field that turns NaN at step 37 (t = 18.5 fs; 32: the first frame of a chunk) makes the
+    energy and momenta NaN there: the run stops with a FloatingPointError naming the step and
+    time, the frames before it (every 2 steps, in chunks of 10 steps) written and readable."""
+    def nan_from(t):
+        return jnp.where(t > (bad_step - 0.5) * 0.5, jnp.nan, 0.0) * jnp.ones(3)
+
+    path = str(tmp_path / "nan.h5")
+    with pytest.raises(FloatingPointError, match=rf"step {bad_step} \(t = {bad_step / 2:g} fs\)"):
+        simulate.run(ethanol_springs(ethanol), ethanol["shift"], ethanol["neighbor_fn"],
+                     ethanol["R"], ethanol["masses"], nan_from, steps=60, record_every=2,
+                     integrator="nve", frames_per_chunk=5, output=path, progress=False)
+    frames, attrs = simulate.read_trajectory(path)
+    good = (bad_step - 1) // 2
+    assert attrs["frames"] == good
+    np.testing.assert_allclose(frames["time"], np.arange(1, good + 1) * 1.0)
+    assert all(np.all(np.isfinite(frames[key])) for key in simulate.FRAME_UNITS)
+
+
+def test_read_trajectory_rejects_broken_files(tmp_path):
+    """A truncated file, one that is not HDF5 and an HDF5 file that is not a trajectory: a
+    ValueError naming the file. A missing file stays a FileNotFoundError."""
+    writer = simulate._TrajectoryWriter(str(tmp_path / "traj.h5"), None)
+    writer.append({"time": np.arange(1.0, 51.0), "positions": np.zeros((50, 9, 3))})
+    writer.close()
+    assert simulate.read_trajectory(str(tmp_path / "traj.h5"))[1]["frames"] == 50
+    data = (tmp_path / "traj.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[:len(data) // 2])
+    (tmp_path / "junk.h5").write_bytes(b"not HDF5 " * 100)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.ones(3)
+    for name in ("cut.h5", "junk.h5", "other.h5"):
+        with pytest.raises(ValueError, match=f"{name} is truncated or corrupt"):
+            simulate.read_trajectory(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError):
+        simulate.read_trajectory(str(tmp_path / "missing.h5"))
 
 
 def test_interrupted_run_leaves_valid_file(ethanol, tmp_path, monkeypatch):

@@ -114,3 +114,31 @@ def test_symmetry_equivalent_atoms_in_wurtzite():
             j = int(np.argmin([np.abs((image - f + 0.5) % 1.0 - 0.5).max() for f in frac]))
             np.testing.assert_allclose(born[j], S @ born[i] @ S.T, atol=1e-10)
     assert abs(born[0, 2, 2] - born[0, 0, 0]) > 1e-6  # uniaxial: not trivially isotropic
+
+
+def test_bad_input_gives_clear_errors(distorted):
+    """The tensor builder shares the energy builder's checks: shapes, species, non-finite
+    positions and an overflowed list (raised eagerly, NaN under jit)."""
+    box = jnp.asarray(distorted.cell.array.T)
+    neighbor_fn, init_fn, tensor_fn = born_dielectric_neighbor_list(
+        None, box, distorted.numbers, CONFIG, neighbor_list_fn=custom_partition.neighbor_list_multi_image)
+    R = jnp.asarray(distorted.positions)
+    nbrs = neighbor_fn.allocate(R)
+    params = init_fn(jax.random.PRNGKey(7), R, nbrs)
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        tensor_fn(params, jnp.zeros((3, 3)), nbrs)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        tensor_fn(params, R.at[0, 0].set(jnp.nan), nbrs)
+    with pytest.raises(ValueError, match="not in the model's species table"):
+        born_dielectric_neighbor_list(None, box, [8, 26], CONFIG,
+                                      neighbor_list_fn=custom_partition.neighbor_list_multi_image)
+    with pytest.raises(TypeError, match="NeighborList"):
+        tensor_fn(params, R, nbrs.idx)
+    # a list allocated for a stretched cell overflows in the real one
+    stretched = neighbor_fn.allocate(R * 1.6, box=box * 1.6)
+    overflowed = stretched.update(R, box=box)
+    assert bool(overflowed.did_buffer_overflow)
+    with pytest.raises(ValueError, match="overflowed"):
+        tensor_fn(params, R, overflowed, box=box)
+    born, eps = jax.jit(tensor_fn)(params, R, overflowed, box=box)
+    assert jnp.all(jnp.isnan(born)) and jnp.all(jnp.isnan(eps))

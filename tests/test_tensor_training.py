@@ -114,6 +114,10 @@ def test_resume_reproduces_an_uninterrupted_run(xyz, tmp_path):
     task = training.TensorTask(CONFIG, WEIGHTS, *training.TensorTask.budgets(rows, 3))
     full = training.train(task, rows, rows, SETTINGS, str(tmp_path / "a"), progress=False)
     training.train(task, rows, rows, SETTINGS, str(tmp_path / "b"), progress=False, stop_after=3)
+    other = training.TensorTask(dataclasses.replace(CONFIG, radial_hidden=16), WEIGHTS, task.max_nodes,
+                                task.max_edges)
+    with pytest.raises(ValueError, match=r"another configuration: model.radial_hidden: 8 -> 16\. Resume"):
+        training.train(other, rows, rows, SETTINGS, str(tmp_path / "b"), progress=False, resume=True)
     resumed = training.train(task, rows, rows, SETTINGS, str(tmp_path / "b"), progress=False, resume=True)
     assert resumed["step"] == full["step"] == 8
     jax.tree_util.tree_map(np.testing.assert_array_equal, resumed["ema_params"], full["ema_params"])

@@ -74,6 +74,20 @@ def test_dataset_round_trip_and_bad_data(tiny_data, tmp_path):
         data_io.validate(dict(data, charges=data["energy"]))
     with pytest.raises(FileNotFoundError):
         data_io.read_dataset(str(tmp_path / "nope.h5"))
+    content = pathlib.Path(tiny_data).read_bytes()
+    (tmp_path / "cut.h5").write_bytes(content[:len(content) // 2])
+    with pytest.raises(ValueError, match=f"{tmp_path / 'cut.h5'} is not a readable HDF5 data set "
+                                         r"\(truncated or corrupt.*write it again"):
+        data_io.read_dataset(str(tmp_path / "cut.h5"))
+
+
+def test_energy_task_refuses_data_of_other_atoms(tiny_data):
+    """Data of another molecule with as many atoms would silently train with the wrong species."""
+    data, _ = data_io.read_dataset(tiny_data)
+    task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
+    with pytest.raises(ValueError, match=r"the data are of atoms \[8, 6, 6, 1, 1, 1, 1, 1, 1\], but "
+                                         r"the task was built for \[6, 6, 8, 1, 1, 1, 1, 1, 1\]"):
+        task.rows(dict(data, numbers=data["numbers"][[2, 0, 1, 3, 4, 5, 6, 7, 8]]))
 
 
 def test_train_compiles_once_and_resume_reproduces(tiny_data, tmp_path):
@@ -82,7 +96,13 @@ def test_train_compiles_once_and_resume_reproduces(tiny_data, tmp_path):
     whole = training.train(task, data, data, SETTINGS, str(tmp_path / "a"), progress=False)
     assert whole["step"] == SETTINGS.steps and whole["compilations"] == 2  # with / without response
     training.train(task, data, data, SETTINGS, str(tmp_path / "b"), progress=False, stop_after=7)
-    assert checkpoint.load_checkpoint(str(tmp_path / "b" / "checkpoint.pkl"))["step"] == 7
+    template = {k: whole[k] for k in ("params", "ema_params", "opt_state", "step", "train_seconds")}
+    assert checkpoint.load_checkpoint(str(tmp_path / "b" / "checkpoint.npz"), template)["step"] == 7
+    with pytest.raises(ValueError, match="training.learning_rate: 0.005 -> 0.001"):
+        training.train(task, data, data, dataclasses.replace(SETTINGS, learning_rate=1e-3),
+                       str(tmp_path / "b"), resume=True, progress=False)
+    with pytest.raises(ValueError, match="no training checkpoint at .*start without --resume"):
+        training.train(task, data, data, SETTINGS, str(tmp_path / "c"), resume=True, progress=False)
     resumed = training.train(task, data, data, SETTINGS, str(tmp_path / "b"), resume=True,
                              progress=False)
     for a, b in zip(jax.tree_util.tree_leaves(whole["ema_params"]),
@@ -119,7 +139,7 @@ def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
     path.write_text(yaml.safe_dump(config))
     load_script("train").main(["--config", str(path), "--export", str(tmp_path / "exported.npz")])
     run = tmp_path / "run"
-    for name in ("checkpoint.pkl", "metrics.csv", "summary.json", "parity_test.png", "model.npz"):
+    for name in ("checkpoint.npz", "metrics.csv", "summary.json", "parity_test.png", "model.npz"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["compilations_of_train_step"] == 2 and summary["steps"] == 6
@@ -127,8 +147,13 @@ def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
             "polarizability_mae_percent", "born_charges_mae_e"} <= set(summary["test"])
     model = checkpoint.load_model(str(tmp_path / "exported.npz"))
     assert model.config.energy_shift is not None and model.metadata["steps"] == 6
-    assert jax.tree_util.tree_structure(model.params) == jax.tree_util.tree_structure(
-        jax.device_get(checkpoint.load_checkpoint(str(run / "checkpoint.pkl"))["ema_params"]))
+    with np.load(run / "checkpoint.npz") as saved:
+        assert {k for k in saved.files if k.startswith("['ema_params']")} == {
+            f"['ema_params']['{module}']['{name}']" for module in model.params for name in model.params[module]}
+    path.write_text(yaml.safe_dump(dict(config, loss=dict(WEIGHTS, energy=1.0))))
+    with pytest.raises(ValueError, match=r"another configuration: loss.energy: 100.0 -> 1.0; "
+                                         r"training.steps: 6 -> 7\. Resume"):
+        load_script("train").main(["--config", str(path), "--resume", "--steps", "7"])
 
     # fine-tuning: init_from starts from the exported model (its config, its parameters)
     finetune = dict(config, init_from=str(tmp_path / "exported.npz"), output=str(tmp_path / "ft"),
@@ -141,6 +166,25 @@ def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
     path.write_text(yaml.safe_dump(dict(finetune, task="tensor")))
     with pytest.raises(ValueError, match="holds a model of kind 'energy', but the config's task is 'tensor'"):
         load_script("train").main(["--config", str(path)])
+
+
+def test_cli_refuses_unknown_config_keys(tmp_path):
+    """A misspelt key (here huber_delta, which only the tensor task has) would be silently
+    ignored; the shipped training configs pass."""
+    for name in ("ethanol_gfn2", "ethanol_gfn2_finetune", "becs_eps"):
+        path = ROOT / "training" / "configs" / f"{name}.yaml"
+        load_script("train").check_config(yaml.safe_load(path.read_text()), path)
+    config = dict(data="d.h5", output=str(tmp_path), split=dict(fractions=[0.5, 0.5], seed=0),
+                  model=dict(species=[1]), loss=dict(energy=1.0), training=dict(steps=2))
+    path = tmp_path / "config.yaml"
+    for section, bad, where in [(None, "huber_delta", "the top level"), ("split", "sead", "section 'split'"),
+                                ("model", "num_layer", "section 'model'"),
+                                ("training", "learning_rat", "section 'training'")]:
+        path.write_text(yaml.safe_dump({**config, bad: 1} if section is None else
+                                       {**config, section: {**config[section], bad: 1}}))
+        with pytest.raises(ValueError, match=rf"{path}: unknown keys \['{bad}'\] in {where} \(task 'energy'\); "
+                                             r"allowed: \[.*\]"):
+            load_script("train").main(["--config", str(path)])
 
 
 def test_data_generator_is_reproducible(tmp_path):

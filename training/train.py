@@ -8,7 +8,10 @@ of crystals from extended XYZ). A config with `init_from: PATH.npz` fine-tunes t
 model (its config and parameters; the config's `model:` section is then ignored) with a fresh
 optimiser and schedule.
 
-Writes to the output directory: checkpoint.pkl (full state, for --resume), metrics.csv
+Unknown keys, at any level of the config, are refused. --resume refuses a checkpoint written
+with another config (or --steps).
+
+Writes to the output directory: checkpoint.npz (full state, for --resume), metrics.csv
 (validation metrics every eval_every steps), summary.json (metrics of the test split, or of the
 validation split when the split has no test part; timing; recompilation count), a parity PNG,
 and model.npz (the EMA parameters, kind and config, loadable with
@@ -27,6 +30,28 @@ import yaml
 
 from jaxmd_efield import checkpoint, data as data_io, training
 from jaxmd_efield.nn.nequip import EFieldNequIPConfig
+
+#: the keys a config may have, by task, and those of its sections
+TOP_LEVEL = dict(energy={"task", "data", "output", "init_from", "split", "model", "loss", "training"})
+TOP_LEVEL["tensor"] = TOP_LEVEL["energy"] | {"huber_delta"}
+SECTIONS = dict(split={"fractions", "seed"},
+                model={f.name for f in dataclasses.fields(EFieldNequIPConfig)},
+                training={f.name for f in dataclasses.fields(training.TrainSettings)})
+
+
+def check_config(cfg, path):
+    """ValueError naming the config file `path` for an unknown task or unknown keys at its top
+    level or in its split, model or training sections (the tasks check `loss`)."""
+    kind = cfg.get("task", "energy")
+    if kind not in checkpoint.KINDS:
+        raise ValueError(f"{path}: task must be one of {checkpoint.KINDS}, got {kind!r}")
+    sections = {"the top level": (cfg, TOP_LEVEL[kind])}
+    sections.update({f"section {name!r}": (cfg.get(name) or {}, keys) for name, keys in SECTIONS.items()})
+    for where, (section, allowed) in sections.items():
+        unknown = sorted(set(section) - allowed)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown} in {where} (task {kind!r}); allowed: "
+                             f"{sorted(allowed)}")
 
 
 def split_data(data, fractions, seed):
@@ -94,19 +119,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", help="output directory (default: the config's `output`)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pkl")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     parser.add_argument("--steps", type=int, help="override training.steps")
     parser.add_argument("--export", help="also write the trained model here (.npz)")
     args = parser.parse_args(argv)
     with open(args.config) as f:
         cfg = yaml.safe_load(f)
+    check_config(cfg, args.config)
     out = args.out or cfg["output"]
     settings = training.TrainSettings(**cfg.get("training", {}))
     if args.steps:
         settings = dataclasses.replace(settings, steps=args.steps)
     kind = cfg.get("task", "energy")
-    if kind not in checkpoint.KINDS:
-        raise ValueError(f"task must be one of {checkpoint.KINDS}, got {kind!r}")
 
     start_model = checkpoint.load_model(cfg["init_from"]) if cfg.get("init_from") else None
     if start_model and start_model.kind != kind:
@@ -119,7 +143,8 @@ def main(argv=None):
 
     start = time.perf_counter()
     state = training.train(task, splits["train"], splits["validation"], settings, out,
-                           resume=args.resume, init_params=start_model.params if start_model else None)
+                           resume=args.resume, init_params=start_model.params if start_model else None,
+                           run_config=cfg)
     wall = time.perf_counter() - start
     report = "test" if "test" in splits else "validation"  # the split the metrics are given for
     rows = task.rows(splits[report])

@@ -67,8 +67,12 @@ class EFieldNequIPConfig:
             if needed not in irreps:
                 raise ValueError(f"hidden_irreps {irreps} must contain {needed}: the energy is "
                                  "read from 0e and the field (a polar vector) couples through 1o")
-        if self.r_cut <= 0 or self.num_layers < 1 or self.num_basis < 1:
-            raise ValueError("r_cut, num_layers and num_basis must be positive")
+        not_positive = [name for name in ("r_cut", "avg_num_neighbors", "sh_lmax", "num_layers",
+                                          "num_basis", "radial_hidden", "readout_hidden",
+                                          "envelope_p") if not getattr(self, name) > 0]
+        if not_positive:
+            raise ValueError("these settings must be positive: " + ", ".join(
+                f"{name}={getattr(self, name)!r}" for name in not_positive))
 
     def to_dict(self):
         return dataclasses.asdict(self)
