@@ -5,6 +5,9 @@ import e3nn_jax.haiku as e3hk
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxmd_efield.nn import dense
 
 
 class FieldEnergyHead(hk.Module):
@@ -21,16 +24,20 @@ class FieldEnergyHead(hk.Module):
         super().__init__(name=name)
         self.hidden = hidden
 
-    def __call__(self, h, field):
-        """h: (N, irreps) node features; field: (N, 1x1o) V/Å. Returns (N,) energies."""
+    def __call__(self, h, irreps_h, field):
+        """h: node features by degree (`dense`) with irreps `irreps_h`; field: (N, 3) V/Å.
+        Returns (N,) energies."""
+        even_scalars = np.array([ir == e3nn.Irrep("0e") for mul, ir in irreps_h.filter(keep=["0e", "0o"])
+                                 for _ in range(mul)])
         e0 = e3hk.MultiLayerPerceptron([self.hidden, 1], jax.nn.silu, output_activation=False,
-                                       name="scalar_mlp")(h.filter("0e"))
-        dipole = e3hk.Linear("1o", force_irreps_out=True, name="dipole")(h)
+                                       name="scalar_mlp")(h[0][:, 0, even_scalars])
+        field = e3nn.IrrepsArray("1o", field)
+        dipole = dense.linear(h, irreps_h, "1o", name="dipole")
         field_sq = e3nn.tensor_product(field, field, filter_ir_out=["0e", "2e"])
-        polarizability = e3hk.Linear(field_sq.irreps, force_irreps_out=True,
-                                     name="polarizability")(h)
-        energy = e0 - e3nn.dot(dipole, field) - 0.5 * e3nn.dot(polarizability, field_sq)
-        return energy.array[:, 0]
+        polarizability = dense.linear(h, irreps_h, field_sq.irreps, name="polarizability")
+        energy = e0[:, 0] - jnp.sum(dipole.array * field.array, -1) \
+            - 0.5 * jnp.sum(polarizability.array * field_sq.array, -1)
+        return energy
 
 
 class BornChargeHead(hk.Module):
@@ -43,9 +50,9 @@ class BornChargeHead(hk.Module):
         super().__init__(name=name)
         self.num_species = num_species
 
-    def __call__(self, h, species):
+    def __call__(self, h, irreps_h, species):
         basis = e3nn.reduced_tensor_product_basis("ij", i="1o", j="1o")  # (3, 3, 9): 0e+1e+2e
-        features = e3hk.Linear(basis.irreps, force_irreps_out=True, name="tensor")(h)
+        features = dense.linear(h, irreps_h, basis.irreps, name="tensor")
         offset = hk.Embed(self.num_species, 1, name="species_offset")(species)[:, 0]
         return jnp.einsum("abk,nk->nab", basis.array, features.array) + offset[:, None, None] * jnp.eye(3)
 
@@ -64,10 +71,11 @@ class DielectricHead(hk.Module):
         super().__init__(name=name)
         self.num_vectors = num_vectors
 
-    def __call__(self, h, node_graph, node_mask, num_graphs):
-        """node_graph: (N,) structure index of each atom; node_mask: (N,) real atoms."""
+    def __call__(self, h, irreps_h, node_graph, node_mask, num_graphs):
+        """h: node features by degree with irreps `irreps_h`; node_graph: (N,) structure index
+        of each atom; node_mask: (N,) real atoms."""
         k = self.num_vectors
-        out = e3hk.Linear(f"0e + {k}x1o + {k}x1e", force_irreps_out=True, name="tensor")(h)
+        out = dense.linear(h, irreps_h, f"0e + {k}x1o + {k}x1e", name="tensor")
         scalar = jax.nn.softplus(out.filter("0e").array[:, 0])
         vectors = jnp.concatenate([out.filter("1o").array, out.filter("1e").array], -1).reshape(-1, 2 * k, 3)
         per_atom = scalar[:, None, None] * jnp.eye(3) + jnp.einsum("nca,ncb->nab", vectors, vectors)

@@ -2,10 +2,12 @@
 inside the message passing."""
 
 import e3nn_jax as e3nn
-import e3nn_jax.haiku as e3hk
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxmd_efield.nn import dense
 
 
 def gate_input_irreps(irreps_out):
@@ -15,12 +17,6 @@ def gate_input_irreps(irreps_out):
     scalars = irreps_out.filter(keep=["0e", "0o"])
     nonscalars = irreps_out.filter(drop=["0e", "0o"])
     return scalars + e3nn.Irreps(f"{nonscalars.num_irreps}x0e") + nonscalars
-
-
-def gate(x):
-    """Gated nonlinearity: silu / tanh on even / odd scalars, sigmoid gates on the rest."""
-    return e3nn.gate(x, even_act=jax.nn.silu, odd_act=jnp.tanh,
-                     even_gate_act=jax.nn.sigmoid, odd_gate_act=jnp.tanh)
 
 
 class FieldInteraction(hk.Module):
@@ -46,34 +42,51 @@ class FieldInteraction(hk.Module):
         self.radial_hidden = radial_hidden
         self.radial_layers = radial_layers
 
-    def __call__(self, h, species, edge_sh, edge_radial, senders, receivers, field):
-        """h: (N, irreps) node features; species: (N,) indices into the species table;
-        edge_sh: (E, irreps) spherical harmonics of the unit edge vectors; edge_radial:
-        (E, num_basis) radial embedding, zero for padded edges; senders, receivers: (E,)
-        valid atom indices; field: (N, 1x1o) field at each atom, V/Å, or None."""
+    def __call__(self, h, irreps_h, species, edge_sh, irreps_sh, edge_radial, senders, receivers,
+                 field):
+        """h: node features by degree ({l: (N, 2l+1, C_l)}, `dense`) with irreps `irreps_h`;
+        species: (N,) indices into the species table; edge_sh: (E, irreps_sh.dim) spherical
+        harmonics of the unit edge vectors (starting with Y_0 = 1); edge_radial: (E, num_basis)
+        radial embedding, zero for padded edges; senders, receivers: (E,) valid atom indices;
+        field: (N, 3) field at each atom, V/Å, or None. Returns the new features and irreps."""
         pre_gate = gate_input_irreps(self.irreps_out)
+        dtype = edge_radial.dtype
+        messages = dense.ChannelwiseProduct(irreps_h, irreps_sh, pre_gate, with_x=True)
+        plans = [messages] if field is None else [messages, dense.ChannelwiseProduct(irreps_h, "1x1o", pre_gate)]
+
+        self_connection, _, reached = dense.LinearMatrix(
+            pre_gate, True, self.num_species, name="self_connection")(irreps_h, dtype)
         if self.num_species is None:
-            self_connection = e3hk.Linear(pre_gate, force_irreps_out=True, name="self_connection")(h)
-        else:
-            self_connection = e3hk.Linear(pre_gate, num_indexed_weights=self.num_species,
-                                          force_irreps_out=True, name="self_connection")(species, h)
+            out = {l: h[l] @ w for l, w in self_connection.items()}
+        else:  # (N, 2l+1, species, C_out), then each atom's own species
+            one_hot = jax.nn.one_hot(species, self.num_species, dtype=dtype)[:, None, :, None]
+            out = {l: jnp.sum(jnp.einsum("nmi,sio->nmso", h[l], w) * one_hot, axis=2)
+                   for l, w in self_connection.items()}
 
-        h = e3hk.Linear(h.irreps, name="linear_up")(h)
-        h_src = h[senders]
-        messages = e3nn.concatenate(
-            [h_src.filter(pre_gate), e3nn.tensor_product(h_src, edge_sh, filter_ir_out=pre_gate)]
-        ).regroup()
-        weights = e3hk.MultiLayerPerceptron(
-            [self.radial_hidden] * self.radial_layers + [messages.irreps.num_irreps],
-            jax.nn.silu, output_activation=False, name="radial_mlp",
-        )(edge_radial)
-        messages = messages * weights
-        aggregated = e3nn.scatter_sum(messages, dst=receivers, output_size=h.shape[0])
-        aggregated = aggregated / jnp.sqrt(self.avg_num_neighbors)
+        # linear_up writes each product's input groups side by side, by degree
+        pieces = [(plan, l, starts) for plan in plans for l, starts in zip(plan.x_degrees, plan.x_starts)]
+        up, _, _ = dense.LinearMatrix(irreps_h, name="linear_up")(irreps_h, dtype, cols={
+            l: np.concatenate([s for _, l_, s in pieces if l_ == l]) for l in {l for _, l, _ in pieces}})
+        h_up, inputs, offset = {l: h[l] @ w for l, w in up.items()}, {id(p): [] for p in plans}, {}
+        for plan, l, starts in pieces:
+            start = offset.get(l, 0)
+            inputs[id(plan)].append(h_up[l][..., start:start + len(starts)])
+            offset[l] = start + len(starts)
 
-        if field is None:  # no field (tensor models): messages only
-            mixed = aggregated
-        else:
-            field_coupling = e3nn.tensor_product(h, field, filter_ir_out=pre_gate)
-            mixed = e3nn.concatenate([aggregated, field_coupling]).regroup()
-        return gate(e3hk.Linear(pre_gate, force_irreps_out=True, name="linear_down")(mixed) + self_connection)
+        weights = dense.RadialMLP([self.radial_hidden] * self.radial_layers + [messages.num_weights],
+                                  jax.nn.silu, messages.weight_index, name="radial_mlp")(edge_radial)
+        z = messages([x[senders] for x in inputs[id(messages)]], edge_sh, weights)
+        mixed = [{l: jax.ops.segment_sum(x, receivers, h[0].shape[0]) / jnp.sqrt(self.avg_num_neighbors)
+                  for l, x in z.items()}]
+        rows, irreps_mixed = [messages.z_starts], messages.z_irreps
+        if field is not None:
+            coupling = plans[1]
+            mixed.append(coupling(inputs[id(coupling)], field))
+            rows.append({l: irreps_mixed.dim + s for l, s in coupling.z_starts.items()})
+            irreps_mixed = irreps_mixed + coupling.z_irreps
+        degrees = sorted({l for m in mixed for l in m})
+        down, _, reached_down = dense.LinearMatrix(pre_gate, True, name="linear_down")(
+            irreps_mixed, dtype, rows={l: np.concatenate([r[l] for r in rows if l in r]) for l in degrees})
+        out = dense.add(out, {l: jnp.concatenate([m[l] for m in mixed if l in m], -1) @ w
+                              for l, w in down.items()})
+        return dense.gate(out, pre_gate, reached | reached_down)

@@ -89,8 +89,8 @@ class EFieldNequIPConfig:
 def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field=None):
     """Species embedding, then `cfg.num_layers` interaction blocks: the NequIP backbone shared
     by the energy and tensor networks. Call it inside a haiku module (its submodules are named
-    species_embedding and interaction_k there). field: (N, 1x1o) IrrepsArray or None.
-    Returns the node features (N, cfg.hidden_irreps)."""
+    species_embedding and interaction_k there). field: (N, 3) V/Å, or None.
+    Returns the node features by degree ({l: (N, 2l+1, C_l)}, `dense`) and their irreps."""
     num_species = len(cfg.species)
     hidden = e3nn.Irreps(cfg.hidden_irreps)
     lengths = jnp.linalg.norm(edge_vectors, axis=-1)
@@ -99,15 +99,15 @@ def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, fie
     edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
                                        edge_vectors, normalize=True, normalization="component")
     num_scalars = hidden.filter(keep=["0e"]).num_irreps
-    h = e3nn.IrrepsArray(f"{num_scalars}x0e",
-                         hk.Embed(num_species, num_scalars, name="species_embedding")(species)
-                         .astype(edge_vectors.dtype))
+    h = {0: hk.Embed(num_species, num_scalars, name="species_embedding")(species)
+         .astype(edge_vectors.dtype)[:, None, :]}
+    irreps = e3nn.Irreps(f"{num_scalars}x0e")
     for layer in range(cfg.num_layers):
-        h = FieldInteraction(hidden, num_species if cfg.species_self_connection else None,
-                             cfg.avg_num_neighbors, cfg.radial_hidden, cfg.radial_layers,
-                             name=f"interaction_{layer}")(
-            h, species, edge_sh, edge_radial, senders, receivers, field)
-    return h
+        h, irreps = FieldInteraction(hidden, num_species if cfg.species_self_connection else None,
+                                     cfg.avg_num_neighbors, cfg.radial_hidden, cfg.radial_layers,
+                                     name=f"interaction_{layer}")(
+            h, irreps, species, edge_sh.array, edge_sh.irreps, edge_radial, senders, receivers, field)
+    return h, irreps
 
 
 class EFieldNequIP(hk.Module):
@@ -130,9 +130,8 @@ class EFieldNequIP(hk.Module):
         field: (N, 3) external field at each atom, V/Å.
         """
         cfg = self.config
-        field = e3nn.IrrepsArray("1o", field)
-        h = node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field)
-        energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, field)
+        h, irreps = node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field)
+        energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, irreps, field)
         num_species = len(cfg.species)
         shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
         scale = jnp.broadcast_to(jnp.asarray(cfg.energy_scale), (num_species,))
