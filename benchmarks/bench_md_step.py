@@ -165,17 +165,10 @@ def shipped_md_step(steps, repeats):
             return (state, nbrs.update(state.position)), ()
         return jax.lax.scan(step, (state, nbrs), None, length=steps)[0]
 
-    start = time.perf_counter()
-    final, final_nbrs = jax.block_until_ready(run(state, nbrs))
-    compile_s = time.perf_counter() - start
+    ms, compile_s, (_, final_nbrs), times = time_ms_per_step(lambda n: run(state, n), nbrs, steps, repeats)
     if bool(final_nbrs.did_buffer_overflow):
         raise RuntimeError("shipped MD: neighbor list overflowed")
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run(state, nbrs))
-        times.append((time.perf_counter() - start) / steps * 1e3)
-    return dict(ms_per_step=float(np.median(times)), ms_per_step_all=times,
+    return dict(ms_per_step=ms, ms_per_step_all=times,
                 steps_per_chunk=steps, repeats=repeats, first_chunk_with_compile_s=compile_s,
                 atoms=len(numbers), field_V_per_A=np.asarray(MD_FIELD).tolist(),
                 params_dtype=str(jax.tree_util.tree_leaves(model.params)[0].dtype))
@@ -235,16 +228,17 @@ def velocity_verlet_runner(force_fn, R0, masses, steps):
 
 
 def time_ms_per_step(run, nbrs, steps, repeats):
-    """(median ms per step, seconds of the first chunk, which includes compilation)."""
+    """(median ms per step, seconds of the first chunk, which includes compilation, the first
+    chunk's output, ms per step of every repeat)."""
     start = time.perf_counter()
-    jax.block_until_ready(run(nbrs))
+    first = jax.block_until_ready(run(nbrs))
     first_s = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(run(nbrs))
         times.append((time.perf_counter() - start) / steps * 1e3)
-    return float(np.median(times)), first_s
+    return float(np.median(times)), first_s, first, times
 
 
 def variants(R, numbers, side):
@@ -289,7 +283,7 @@ def compare(name, R, numbers, side, steps, repeats):
     times, first = {}, {}
     for variant, force_fn in forces.items():
         run = velocity_verlet_runner(force_fn, R, masses, steps)
-        times[variant], first[variant] = time_ms_per_step(run, nbrs, steps, repeats)
+        times[variant], first[variant], _, _ = time_ms_per_step(run, nbrs, steps, repeats)
         log(f"  {name:34s} {variant:14s} {times[variant]:10.3f} ms/step   "
             f"(first chunk with compile {first[variant]:.1f} s)")
     return dict(system=name, atoms=len(numbers), steps_per_chunk=steps, repeats=repeats,

@@ -37,12 +37,6 @@ def instance_starts(irreps):
     return {l: np.array(v) for l, v in sorted(starts.items())}
 
 
-def from_irreps_array(x: e3nn.IrrepsArray):
-    """An IrrepsArray (N, D) as features by degree."""
-    return {l: x.array[:, (starts[None, :] + np.arange(2 * l + 1)[:, None])]
-            for l, starts in instance_starts(x.irreps).items()}
-
-
 def to_irreps_array(h, irreps):
     """Features by degree (laid out as `irreps`) as an IrrepsArray (N, D)."""
     flat = jnp.concatenate([block.reshape(block.shape[0], -1) for _, block in sorted(h.items())], -1)
@@ -63,12 +57,6 @@ def regroup_index(irreps):
     slices = irreps.slices()
     index = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in order] or [np.zeros(0, int)])
     return e3nn.Irreps([irreps[i] for i in order]).simplify(), index
-
-
-def _inverse(index):
-    out = np.empty_like(index)
-    out[index] = np.arange(len(index))
-    return out
 
 
 def _matrix_index(lin):
@@ -120,7 +108,7 @@ class LinearMatrix(hk.Module):
                                     init=hk.initializers.RandomNormal(ins.weight_std))
                    for ins in lin.instructions]
         index, scale = _matrix_index(lin)
-        index = index[_inverse(order)]
+        index = index[np.argsort(order)]  # rows in the layout of irreps_in
         rows = instance_starts(irreps_in) if rows is None else rows
         cols = instance_starts(irreps_out) if cols is None else cols
         flat = jnp.concatenate([jnp.zeros(batch + (1,), dtype)] + [w.reshape(batch + (-1,)) for w in weights], -1)
@@ -226,7 +214,7 @@ class ChannelwiseProduct:
     def __call__(self, xs, y, weights=None):
         """xs: per group (B, 2 l_g + 1, U_g); y: (B, Dy) laid out as irreps_y; weights: (B, C)
         per output channel in the order of `weight_index`, or None. Returns z by degree."""
-        out, offset = {}, {}
+        out = {}
         for x, paths in zip(xs, self.paths):
             batch, d1, u = x.shape
             for l3, cg in paths.items():
