@@ -1,5 +1,6 @@
 """jax_md energy-function builders for field-dependent models."""
 
+import jax
 import jax.numpy as jnp
 from jax_md import partition
 
@@ -38,6 +39,9 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
     neighbor_fn, structure_inputs = graph.neighbor_list_inputs(
         displacement_fn, box, species, config, neighbor_list_fn, fractional_coordinates, nl_kwargs)
     network = energy_network(config)
+    # jitted once here so that eager calls (and eager derivatives) run as one compiled program,
+    # not op by op; under an outer jit they are inlined
+    init, apply = jax.jit(network.init), jax.jit(network.apply)
 
     def network_inputs(R, neighbor, field, kwargs):
         R, field, problems, species_idx, *edge_arrays = structure_inputs(R, neighbor, field, kwargs)
@@ -45,10 +49,10 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
         return (R, field, problems), (species_idx, *edge_arrays, node_field)
 
     def init_fn(key, R, neighbor, field=None):
-        return network.init(key, *network_inputs(R, neighbor, field, {})[1])
+        return init(key, *network_inputs(R, neighbor, field, {})[1])
 
     def energy_fn(params, R, neighbor, field=None, **kwargs):
         checked, inputs = network_inputs(R, neighbor, field, kwargs)
-        return graph.guard(jnp.sum(network.apply(params, *inputs)), *checked)
+        return graph.guard(jnp.sum(apply(params, *inputs)), *checked)
 
     return neighbor_fn, init_fn, energy_fn

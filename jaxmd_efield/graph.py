@@ -119,7 +119,8 @@ def guard(value, R, field, problems=()):
 
 def species_indices(species, table):
     """Map atomic numbers or chemical symbols to indices into a model's species `table`
-    (a tuple of atomic numbers). Raises ValueError for species outside the table."""
+    (a tuple of atomic numbers), as a numpy int32 array. Raises ValueError for species outside
+    the table."""
     species = np.atleast_1d(np.asarray(species))
     numbers = np.array([ase.data.atomic_numbers.get(s, -1) if isinstance(s, str) else int(s)
                         for s in species.tolist()], dtype=int)
@@ -127,7 +128,7 @@ def species_indices(species, table):
     if unknown:
         raise ValueError(f"species {unknown} are not in the model's species table "
                          f"(atomic numbers {tuple(table)})")
-    return jnp.asarray([table.index(z) for z in numbers], dtype=jnp.int32)
+    return np.array([table.index(z) for z in numbers], dtype=np.int32)  # numpy: no device op
 
 
 def _pairs(neighbor):

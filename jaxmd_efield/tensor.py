@@ -1,5 +1,6 @@
 """jax_md builder for the Born-charge / dielectric tensor model."""
 
+import jax
 import jax.numpy as jnp
 from jax_md import partition
 
@@ -22,6 +23,7 @@ def born_dielectric_neighbor_list(displacement_fn, box, species, config: EFieldN
     neighbor_fn, structure_inputs = graph.neighbor_list_inputs(
         displacement_fn, box, species, config, neighbor_list_fn, fractional_coordinates, nl_kwargs)
     network = tensor_network(config, num_graphs=1)
+    init, apply = jax.jit(network.init), jax.jit(network.apply)  # compiled once, as in energy.py
 
     def network_inputs(R, neighbor, kwargs):
         R, field, problems, species_idx, *edge_arrays = structure_inputs(R, neighbor, None, kwargs)
@@ -30,11 +32,11 @@ def born_dielectric_neighbor_list(displacement_fn, box, species, config: EFieldN
                 (species_idx, *edge_arrays, jnp.zeros(n, jnp.int32), jnp.ones(n, bool)))
 
     def init_fn(key, R, neighbor):
-        return network.init(key, *network_inputs(R, neighbor, {})[1])
+        return init(key, *network_inputs(R, neighbor, {})[1])
 
     def tensor_fn(params, R, neighbor, **kwargs):
         checked, inputs = network_inputs(R, neighbor, kwargs)
-        born, dielectric = network.apply(params, *inputs)
+        born, dielectric = apply(params, *inputs)
         return graph.guard(born, *checked), graph.guard(dielectric[0], *checked)
 
     return neighbor_fn, init_fn, tensor_fn

@@ -44,6 +44,9 @@ def main(steps):
 
 
 if __name__ == "__main__":
+    from jaxmd_efield.compilation import use_persistent_cache
+
+    use_persistent_cache()  # a second run loads compiled programs instead of compiling
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=1000)
     steps = parser.parse_args().steps

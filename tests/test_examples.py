@@ -42,3 +42,27 @@ def test_field_scan(tmp_path):
     assert (tmp_path / "field_scan.png").exists() and len(rows) == 2
     # the dipole responds to the field along it, as in the reference
     assert rows[1]["dipole"][2] - rows[0]["dipole"][2] > 0.5 * (rows[1]["dipole_xtb"][2] - rows[0]["dipole_xtb"][2])
+
+
+def test_scripts_turn_on_the_persistent_compilation_cache(tmp_path):
+    """A second process with the cache the scripts turn on loads the program compiled by the
+    first instead of compiling it (counted by JAX's own cache-hit event)."""
+    import subprocess
+    import sys
+
+    program = f"""
+import jax
+from jaxmd_efield.compilation import use_persistent_cache
+hits = []
+jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name == "/jax/compilation_cache/cache_hits"))
+use_persistent_cache({str(tmp_path)!r}, min_compile_time_s=0.0)
+jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(jax.numpy.ones(7))
+print(sum(hits))
+"""
+    runs = [subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    hits = [int(r.stdout.split()[-1]) for r in runs]
+    assert hits[0] == 0 and hits[1] >= 1, hits
+    for script in list((pathlib.Path(__file__).parents[1] / "simulations").glob("*.py")) + [
+            pathlib.Path(__file__).parents[1] / "training" / "train.py"]:
+        assert "use_persistent_cache()" in script.read_text().split('if __name__ == "__main__":')[1], script
