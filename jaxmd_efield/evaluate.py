@@ -53,15 +53,19 @@ def energy_observables(config: EFieldNequIPConfig, response=False):
     return fn
 
 
+def tensor_inputs(batch):
+    """The tensor network's inputs from a packed batch."""
+    positions = jnp.asarray(batch["positions"], jnp.asarray(0.0).dtype)
+    return (batch["species"], batching.edge_vectors(batch, positions), batch["senders"],
+            batch["receivers"], batch["edge_mask"], batch["node_graph"], batch["node_mask"])
+
+
 def tensor_observables(config: EFieldNequIPConfig):
     """fn(params, batch) -> dict of born_charges (A, 3, 3) and dielectric (G, 3, 3) of a tensor
     model for a packed batch."""
     def fn(params, batch):
         network = tensor_network(config, num_graphs=len(batch["graph_mask"]))
-        positions = jnp.asarray(batch["positions"], jnp.asarray(0.0).dtype)
-        born, dielectric = network.apply(
-            params, batch["species"], batching.edge_vectors(batch, positions), batch["senders"],
-            batch["receivers"], batch["edge_mask"], batch["node_graph"], batch["node_mask"])
+        born, dielectric = network.apply(params, *tensor_inputs(batch))
         return dict(born_charges=born, dielectric=dielectric)
     return fn
 

@@ -226,15 +226,3 @@ def neighbor_list_inputs(displacement_fn, box, species, config, neighbor_list_fn
         return (R, field, problems, species_idx, *edge_arrays)
 
     return neighbor_fn, inputs
-
-
-def crystal_edges(positions, cell, r_cut):
-    """All edges within `r_cut` of a periodic crystal (any cell size: every periodic image),
-    computed on the host with ASE. positions (N, 3) and cell (3, 3, lattice vectors as rows) in Å.
-    Returns edge_vectors (E, 3) = r_sender + shift - r_receiver, senders (E,), receivers (E,)."""
-    from ase.neighborlist import primitive_neighbor_list
-
-    receivers, senders, vectors = primitive_neighbor_list(
-        "ijD", (True, True, True), np.asarray(cell), np.asarray(positions), r_cut,
-        self_interaction=False)
-    return vectors, senders, receivers

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxmd_efield import checkpoint, graph
+from jaxmd_efield import batch as batching, checkpoint, evaluate, graph
 from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
 from jaxmd_efield.nn.tensor import tensor_network
 
@@ -188,14 +188,17 @@ class EnergyTask:
 
 
 def crystal_rows(crystals, config: EFieldNequIPConfig):
-    """What `TensorTask` trains on: species indices, edges within `config.r_cut` (on the host,
-    every periodic image), atom and edge counts, and the labels of every crystal of a
-    `data.read_crystals` dict. `data.select` cuts it into splits like the crystals themselves."""
-    edges = [graph.crystal_edges(R, cell, config.r_cut)
-             for R, cell in zip(crystals["positions"], crystals["cell"])]
-    return dict(species=[np.asarray(graph.species_indices(z, config.species)) for z in crystals["numbers"]],
-                edges=edges, num_edges=np.array([len(e[1]) for e in edges]),
-                num_atoms=np.array([len(z) for z in crystals["numbers"]]),
+    """What `TensorTask` trains on: the `batch.Graph` of every crystal of a `data.read_crystals`
+    dict (edges within `config.r_cut` over every periodic image, computed once on the host), atom
+    and edge counts, and the labels. `data.select` cuts it into splits like the crystals."""
+    from ase import Atoms
+
+    graphs = [batching.structure_graph(Atoms(numbers=z, positions=R, cell=cell, pbc=True),
+                                       config.r_cut, config.species, name=f"crystal {k}")
+              for k, (z, R, cell) in enumerate(zip(crystals["numbers"], crystals["positions"],
+                                                   crystals["cell"]))]
+    num_atoms, num_edges = batching.sizes(graphs)
+    return dict(graphs=graphs, num_atoms=num_atoms, num_edges=num_edges,
                 born_charges=crystals["born_charges"], dielectric=crystals["dielectric"])
 
 
@@ -230,7 +233,7 @@ class TensorTask:
     def rows(self, crystals):
         """The `crystal_rows` of a `data.read_crystals` dict (computed once: rows of rows are
         rows); a crystal larger than the batch budgets is a ValueError."""
-        rows = crystals if "edges" in crystals else crystal_rows(crystals, self.config)
+        rows = crystals if "graphs" in crystals else crystal_rows(crystals, self.config)
         too_big = np.flatnonzero((rows["num_atoms"] > self.max_nodes) | (rows["num_edges"] > self.max_edges))
         if len(too_big):
             k = too_big[0]
@@ -252,60 +255,33 @@ class TensorTask:
         return len(rows["dielectric"])
 
     def batches(self, rows, order, batch_size, drop_remainder):
-        """Greedy packing of `order`: a batch closes when the next crystal would exceed
-        `batch_size` crystals or the node or edge budget (a partial last batch is kept)."""
-        out, current, nodes, edges = [], [], 0, 0
-        for k in order:
-            n, e = rows["num_atoms"][k], rows["num_edges"][k]
-            if current and (len(current) == batch_size or nodes + n > self.max_nodes
-                            or edges + e > self.max_edges):
-                out.append(np.array(current))
-                current, nodes, edges = [], 0, 0
-            current.append(k)
-            nodes, edges = nodes + n, edges + e
-        return out + [np.array(current)] if current else out
+        """Greedy packing of `order` (`batch.group`): a batch closes when the next crystal would
+        exceed `batch_size` crystals or the node or edge budget (a partial last batch is kept)."""
+        graphs = [rows["graphs"][k] for k in order]
+        return [np.asarray(order)[g] for g in batching.group(
+            graphs, max_atoms=self.max_nodes, max_edges=self.max_edges, max_structures=batch_size)]
 
     def batch(self, rows, indices, batch_size):
-        """One graph of the crystals `indices`, padded to the budgets; padded atoms belong to
-        structure 0 with node_mask False, padded edges have edge_mask False."""
-        nodes, edges = self.max_nodes, self.max_edges
-        offsets = np.concatenate([[0], np.cumsum(rows["num_atoms"][indices])])
-        n_real = offsets[-1]
-        species = np.zeros(nodes, np.int32)
-        node_graph = np.zeros(nodes, np.int32)
-        born = np.zeros((nodes, 3, 3))
-        vectors = np.ones((edges, 3))
-        senders, receivers = np.zeros(edges, np.int32), np.zeros(edges, np.int32)
-        e = 0
-        for g, k in enumerate(indices):
-            sl = slice(offsets[g], offsets[g + 1])
-            species[sl], node_graph[sl], born[sl] = rows["species"][k], g, rows["born_charges"][k]
-            vec, snd, rcv = rows["edges"][k]
-            vectors[e:e + len(snd)], senders[e:e + len(snd)], receivers[e:e + len(snd)] = \
-                vec, snd + offsets[g], rcv + offsets[g]
-            e += len(snd)
-        dielectric = np.tile(np.eye(3), (batch_size, 1, 1))
+        """`batch.pack` of the crystals `indices` under the fixed budgets (so the step compiles
+        once), with their labels: born_charges (A, 3, 3), dielectric (G, 3, 3) and weight (G,)
+        (1 for real crystals). Padding structures get eps = 2 I, not the I they predict: the
+        relative error's norm has no gradient at zero, and NaN x weight 0 is still NaN."""
+        out = batching.pack([rows["graphs"][k] for k in indices],
+                            (self.max_nodes + 1, self.max_edges, batch_size + 1))
+        born = np.zeros((self.max_nodes + 1, 3, 3))
+        born[:out["node_mask"].sum()] = np.concatenate([rows["born_charges"][k] for k in indices])
+        dielectric = np.tile(2 * np.eye(3), (batch_size + 1, 1, 1))
         dielectric[:len(indices)] = rows["dielectric"][indices]
-        return dict(species=species, edge_vectors=vectors, senders=senders, receivers=receivers,
-                    edge_mask=np.arange(edges) < e, node_graph=node_graph,
-                    node_mask=np.arange(nodes) < n_real, born_charges=born, dielectric=dielectric,
-                    weight=(np.arange(batch_size) < len(indices)).astype(float))
-
-    def _network(self, batch_size):
-        return tensor_network(self.config, num_graphs=batch_size)
-
-    @staticmethod
-    def _inputs(batch):
-        return tuple(jnp.asarray(batch[k]) for k in (
-            "species", "edge_vectors", "senders", "receivers", "edge_mask", "node_graph", "node_mask"))
+        return dict(out, born_charges=born, dielectric=dielectric,
+                    weight=out["graph_mask"].astype(float))
 
     def init(self, key, batch):
-        return self._network(len(batch["weight"])).init(key, *self._inputs(batch))
+        return tensor_network(self.config, num_graphs=len(batch["weight"])).init(
+            key, *evaluate.tensor_inputs(batch))
 
     def predict(self, params, batch, response=None):
-        """born_charges (max_nodes, 3, 3) (zero for padding) and dielectric (batch_size, 3, 3)."""
-        born, dielectric = self._network(len(batch["weight"])).apply(params, *self._inputs(batch))
-        return dict(born_charges=born, dielectric=dielectric)
+        """born_charges (A, 3, 3) (zero for padding) and dielectric (G, 3, 3)."""
+        return evaluate.tensor_observables(self.config)(params, batch)
 
     def loss(self, params, batch, response=False):
         pred = self.predict(params, batch)
