@@ -20,6 +20,20 @@ from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
 from jaxmd_efield.nn.tensor import tensor_network
 
 
+def _positions(batch):
+    """The batch's positions in the default float type (float32 unless x64 is enabled)."""
+    return jnp.asarray(batch["positions"], jnp.asarray(0.0).dtype)
+
+
+def energy_inputs(batch, positions=None, field=None):
+    """The energy network's inputs from a packed batch; `positions` (A, 3) and `field` (G, 3)
+    default to the batch's."""
+    positions = _positions(batch) if positions is None else positions
+    field = jnp.asarray(batch["field"], positions.dtype) if field is None else field
+    return (batch["species"], batching.edge_vectors(batch, positions), batch["senders"],
+            batch["receivers"], batch["edge_mask"], field[batch["node_graph"]])
+
+
 def energy_observables(config: EFieldNequIPConfig, response=False):
     """fn(params, batch) -> dict of energy (G,), forces (A, 3), dipole (G, 3) and, with
     `response`, polarizability (G, 3, 3) and born_charges (A, 3, 3), for a packed batch (padding
@@ -27,14 +41,12 @@ def energy_observables(config: EFieldNequIPConfig, response=False):
     network = energy_network(config)
 
     def energies(params, batch, positions, field):
-        atom_energies = network.apply(
-            params, batch["species"], batching.edge_vectors(batch, positions), batch["senders"],
-            batch["receivers"], batch["edge_mask"], field[batch["node_graph"]])
+        atom_energies = network.apply(params, *energy_inputs(batch, positions, field))
         atom_energies = jnp.where(batch["node_mask"], atom_energies, 0.0)
         return jax.ops.segment_sum(atom_energies, batch["node_graph"], len(batch["graph_mask"]))
 
     def fn(params, batch):
-        positions = jnp.asarray(batch["positions"], jnp.asarray(0.0).dtype)
+        positions = _positions(batch)
         field = jnp.asarray(batch["field"], positions.dtype)
 
         def gradients(field_shift):
@@ -55,8 +67,7 @@ def energy_observables(config: EFieldNequIPConfig, response=False):
 
 def tensor_inputs(batch):
     """The tensor network's inputs from a packed batch."""
-    positions = jnp.asarray(batch["positions"], jnp.asarray(0.0).dtype)
-    return (batch["species"], batching.edge_vectors(batch, positions), batch["senders"],
+    return (batch["species"], batching.edge_vectors(batch, _positions(batch)), batch["senders"],
             batch["receivers"], batch["edge_mask"], batch["node_graph"], batch["node_mask"])
 
 

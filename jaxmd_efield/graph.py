@@ -182,20 +182,6 @@ def edges(displacement_fn, R, neighbor, fractional_coordinates=False, **kwargs):
     return vectors, senders, receivers, mask
 
 
-def molecule_batch_edges(positions, r_cut):
-    """All-pairs edges of a batch of B molecules of N atoms each, as one graph of B*N nodes with
-    fixed shapes (B*N*(N-1) edges, pairs beyond `r_cut` masked), for training without
-    recompilation. positions: (B, N, 3) Å. Returns edge_vectors, senders, receivers, mask."""
-    b, n, _ = positions.shape
-    i, j = np.nonzero(~np.eye(n, dtype=bool))  # receivers i, senders j within a molecule
-    offsets = (np.arange(b) * n)[:, None]
-    receivers = jnp.asarray((offsets + i).ravel())
-    senders = jnp.asarray((offsets + j).ravel())
-    vectors = (positions[:, j] - positions[:, i]).reshape(-1, 3)
-    mask = jnp.sum(vectors**2, axis=-1) < r_cut**2
-    return jnp.where(mask[:, None], vectors, 1.0), senders, receivers, mask
-
-
 def neighbor_list_inputs(displacement_fn, box, species, config, neighbor_list_fn,
                          fractional_coordinates, nl_kwargs):
     """What every jax_md-facing builder needs: the neighbor list functions (cutoff

@@ -50,16 +50,6 @@ class TrainSettings:
     response_every: int = 0
 
 
-def pad_batch(arrays, indices, batch_size):
-    """Rows `indices` of every array, padded to `batch_size` by repeating the first row, with a
-    `weight` entry (1 for real rows, 0 for padding)."""
-    n_pad = batch_size - len(indices)
-    full = np.concatenate([indices, np.repeat(indices[:1], n_pad)])
-    batch = {k: v[full] for k, v in arrays.items()}
-    batch["weight"] = np.concatenate([np.ones(len(indices)), np.zeros(n_pad)])
-    return batch
-
-
 def _weighted_mean(x, weight):
     weight = weight.reshape(weight.shape + (1,) * (x.ndim - 1))
     return jnp.sum(x * weight) / jnp.maximum(jnp.sum(weight) * x[0].size, 1.0)
@@ -67,16 +57,19 @@ def _weighted_mean(x, weight):
 
 class EnergyTask:
     """Field-dependent energy model on molecules: loss on energy per atom, forces, dipole and,
-    where the data have them, polarizability and Born charges (all squared errors)."""
+    where the data have them, polarizability and Born charges (all squared errors).
+
+    Each configuration becomes a `batch.Graph` once (edges within the cutoff, in its own field);
+    batches are `batch.pack`ed under one bucketed budget for every batch of the data, so the step
+    compiles once, and evaluated by `evaluate.energy_observables`, as `predict` does."""
 
     labels = ("positions", "field", "energy", "forces", "dipole", "polarizability",
               "born_charges", "has_response")
 
     def __init__(self, config: EFieldNequIPConfig, numbers, loss_weights):
         self.config = config
-        self.network = energy_network(config)
         self.numbers = np.asarray(numbers)
-        self.species = graph.species_indices(numbers, config.species)
+        graph.species_indices(numbers, config.species)  # species outside the model: ValueError
         self.weights = {k: float(v) for k, v in loss_weights.items() if v}
         unknown = set(self.weights) - {"energy", "forces", "dipole", "polarizability", "born_charges"}
         if unknown:
@@ -84,9 +77,12 @@ class EnergyTask:
         self.response = bool({"polarizability", "born_charges"} & set(self.weights))
 
     def rows(self, data):
-        """The per-configuration arrays of `data` this task uses; a nonzero loss weight whose
-        label the data lack, or atomic `numbers` other than the task's, is a ValueError (data
-        without `numbers`, such as rows, are taken as the task's molecule)."""
+        """The per-configuration arrays of `data` this task uses and their graphs (computed once:
+        rows of rows are rows); a nonzero loss weight whose label the data lack, or atomic
+        `numbers` other than the task's, is a ValueError (data without `numbers` are taken as
+        the task's molecule)."""
+        if "graphs" in data:
+            return data
         if "numbers" in data and not np.array_equal(data["numbers"], self.numbers):
             raise ValueError(f"the data are of atoms {np.asarray(data['numbers']).tolist()}, but the "
                              f"task was built for {self.numbers.tolist()}: build EnergyTask with "
@@ -97,7 +93,12 @@ class EnergyTask:
         if missing:
             raise ValueError(f"the loss weights {sorted(self.weights)} need {missing}, which the "
                              "data do not have: set those weights to 0 or add the labels")
-        return {k: data[k] for k in self.labels if k in data}
+        from ase import Atoms
+
+        graphs = [batching.structure_graph(Atoms(numbers=self.numbers, positions=R), self.config.r_cut,
+                                           self.config.species, F, name=f"configuration {k}")
+                  for k, (R, F) in enumerate(zip(data["positions"], data["field"]))]
+        return dict({k: data[k] for k in self.labels if k in data}, graphs=graphs)
 
     @staticmethod
     def num_rows(rows):
@@ -111,59 +112,64 @@ class EnergyTask:
 
     @staticmethod
     def batch(rows, indices, batch_size):
-        return pad_batch(rows, indices, batch_size)
+        """`batch.pack` of the configurations `indices` under a budget that fits any
+        `batch_size` of them (bucketed), with their labels: energy, dipole, polarizability,
+        has_response, num_atoms and weight (G,...); forces and born_charges (A,...)."""
+        graphs = rows["graphs"]
+        n_atoms, n_edges = batching.sizes(graphs)
+        budget = tuple(batching.bucket(x) for x in (batch_size * n_atoms.max() + 1,
+                                                    batch_size * n_edges.max(), batch_size + 1))
+        out = batching.pack([graphs[k] for k in indices], budget)
+        A, G = budget[0], budget[2]
+        labels = dict(weight=np.zeros(G), num_atoms=np.ones(G))
+        labels["weight"][:len(indices)] = 1.0
+        labels["num_atoms"][:len(indices)] = n_atoms[indices]
+        for key in ("energy", "dipole", "polarizability", "has_response"):
+            if key in rows:
+                labels[key] = np.zeros((G, *np.shape(rows[key])[1:]))
+                labels[key][:len(indices)] = rows[key][indices]
+        for key in ("forces", "born_charges"):
+            if key in rows:
+                labels[key] = np.zeros((A, *np.shape(rows[key])[2:]))
+                labels[key][:n_atoms[indices].sum()] = np.concatenate(list(rows[key][indices]))
+        return dict(out, **labels)
 
     @staticmethod
     def unbatch(predictions, rows, indices):
-        return {k: v[:len(indices)] for k, v in predictions.items()}
-
-    def _energies(self, params, positions, fields):
-        """Energies (B,) in eV of B molecules (B, N, 3) in fields (B, 3)."""
-        b, n, _ = positions.shape
-        vectors, senders, receivers, mask = graph.molecule_batch_edges(positions, self.config.r_cut)
-        atom_energies = self.network.apply(params, jnp.tile(self.species, b), vectors, senders,
-                                           receivers, mask, jnp.repeat(fields, n, axis=0))
-        return atom_energies.reshape(b, n).sum(axis=1)
+        """Per-configuration predictions of one batch, stacked: (B,...) and (B, N,...)."""
+        n = len(rows["graphs"][indices[0]].species)
+        return {k: np.asarray(v)[:len(indices) * n].reshape(len(indices), n, *np.shape(v)[1:])
+                if k in batching.PER_ATOM else np.asarray(v)[:len(indices)]
+                for k, v in predictions.items()}
 
     def init(self, key, batch):
-        b, n, _ = batch["positions"].shape
-        vectors, senders, receivers, mask = graph.molecule_batch_edges(
-            jnp.asarray(batch["positions"]), self.config.r_cut)
-        return self.network.init(key, jnp.tile(self.species, b), vectors, senders, receivers,
-                                 mask, jnp.repeat(jnp.asarray(batch["field"]), n, axis=0))
+        return energy_network(self.config).init(key, *evaluate.energy_inputs(batch))
 
     def predict(self, params, batch, response=None):
-        """energy (B,), forces (B, N, 3), dipole (B, 3); with response also polarizability
-        (B, 3, 3) and born_charges (B, N, 3, 3), from one reverse pass (+ 3 field tangents)."""
+        """energy, dipole (G,...), forces (A, 3); with response also polarizability (G, 3, 3)
+        and born_charges (A, 3, 3): `evaluate.energy_observables`."""
         response = self.response if response is None else response
-        positions, fields = batch["positions"], batch["field"]
-
-        def gradients(field_shift):
-            """Forces and dipoles with every molecule's field shifted by field_shift (3,)."""
-            def total(R, F):
-                energies = self._energies(params, R, F + field_shift)
-                return energies.sum(), energies
-            (_, energies), (dR, dF) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
-                positions, fields)
-            return (-dR, -dF), dict(energy=energies, forces=-dR, dipole=-dF)
-
-        if not response:
-            return gradients(jnp.zeros(3))[1]
-        # molecules are independent, so one shared shift gives each its own d/dF_a
-        (dforces, ddipole), out = jax.jacfwd(gradients, has_aux=True)(jnp.zeros(3))
-        return dict(out, polarizability=ddipole, born_charges=jnp.moveaxis(dforces, -1, 2))
+        return evaluate.energy_observables(self.config, response)(params, batch)
 
     def loss(self, params, batch, response=False):
         """Weighted squared errors; the polarizability and Born-charge terms only if `response`."""
         pred = self.predict(params, batch, response=response and self.response)
         weight = batch["weight"]
-        n_atoms = batch["positions"].shape[1]
-        scale = dict(energy=1.0 / n_atoms)
-        terms = {k: _weighted_mean(((pred[k] - batch[k]) * scale.get(k, 1.0)) ** 2, weight)
-                 for k in ("energy", "forces", "dipole") if k in batch}
-        for key in ("polarizability", "born_charges"):
-            if key in pred and key in self.weights:
-                terms[key] = _weighted_mean((pred[key] - batch[key]) ** 2, weight * batch["has_response"])
+        node_weight = batch["node_mask"].astype(weight.dtype)
+        terms = {}
+        if "energy" in batch:
+            terms["energy"] = _weighted_mean(((pred["energy"] - batch["energy"]) / batch["num_atoms"]) ** 2, weight)
+        if "forces" in batch:
+            terms["forces"] = _weighted_mean((pred["forces"] - batch["forces"]) ** 2, node_weight)
+        if "dipole" in batch:
+            terms["dipole"] = _weighted_mean((pred["dipole"] - batch["dipole"]) ** 2, weight)
+        if "polarizability" in pred and "polarizability" in self.weights:
+            terms["polarizability"] = _weighted_mean((pred["polarizability"] - batch["polarizability"]) ** 2,
+                                                     weight * batch["has_response"])
+        if "born_charges" in pred and "born_charges" in self.weights:
+            atom_response = node_weight * batch["has_response"][batch["node_graph"]]
+            terms["born_charges"] = _weighted_mean((pred["born_charges"] - batch["born_charges"]) ** 2,
+                                                   atom_response)
         total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
         return total, {f"mse_{k}": v for k, v in terms.items()}
 

@@ -9,10 +9,11 @@ import pytest
 
 import jaxmd_efield as jef
 import reference_nequip
+from ase import Atoms
 from ase.build import molecule
 
 from conftest import TINY
-from jaxmd_efield import graph
+from jaxmd_efield import batch
 from jaxmd_efield.nn.nequip import energy_network
 from jaxmd_efield.nn.tensor import tensor_network
 
@@ -23,10 +24,10 @@ NUMBERS = molecule("CH3CH2OH").numbers
 
 
 def graph_inputs(numbers, R, config, seed=0):
-    vectors, senders, receivers, mask = graph.molecule_batch_edges(jnp.asarray(R)[None], config.r_cut)
+    g = batch.structure_graph(Atoms(numbers=numbers, positions=np.asarray(R)), config.r_cut, config.species)
     field = jax.random.normal(jax.random.PRNGKey(seed), (3,)) * 0.3
-    return (graph.species_indices(numbers, config.species), vectors, senders, receivers, mask,
-            jnp.broadcast_to(field, (len(numbers), 3)))
+    return (g.species, jnp.asarray(g.positions[g.senders] - g.positions[g.receivers]), g.senders,
+            g.receivers, jnp.ones(len(g.senders), bool), jnp.broadcast_to(field, (len(numbers), 3)))
 
 
 def assert_same_network(new, old, params, inputs, rtol):

@@ -117,8 +117,7 @@ def test_batched_predictions_match_the_jax_md_builder(tiny_data):
     energy, forces, dipole, polarizability and Born charges."""
     data, _ = data_io.read_dataset(tiny_data)
     task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
-    params = task.init(jax.random.PRNGKey(3), training.pad_batch(
-        task.rows(data), np.arange(4), 4))
+    params = task.init(jax.random.PRNGKey(3), task.batch(task.rows(data), np.arange(4), 4))
     batch_pred = training.predict_all(task, params, {k: data[k][:5] for k in data if k != "numbers"},
                                       batch_size=4, response=True)
     neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
