@@ -107,9 +107,13 @@ def main(argv=None):
     traces, rows = {}, []
     for precision in precisions:
         path = os.path.join(args.traj_dir, f"nve_{precision}.h5")
+        json_path = os.path.join(args.out, f"nve_stability_{precision}.json")
         if args.analyse:
             frames, attrs = simulate.read_trajectory(path)
             t, e, per_step = frames["time"], frames["total_energy"], None
+            if os.path.exists(json_path):  # keep the wall time the run itself recorded
+                ms = json.load(open(json_path)).get("wall_ms_per_step")
+                per_step = None if ms is None else ms / 1e3
         else:
             t, e, per_step = run_nve(precision, args.ps, args.dt_fs, args.record_every, path)
         traces[precision] = (t, e)
@@ -117,7 +121,7 @@ def main(argv=None):
                       wall_ms_per_step=None if per_step is None else 1e3 * per_step,
                       machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}",
                       jax=jax.__version__, **analyse(t, e, num_atoms=9))
-        with open(os.path.join(args.out, f"nve_stability_{precision}.json"), "w") as f:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=1)
         rows.append(result)
     plot(traces, os.path.join(args.out, "nve_stability.png"))
