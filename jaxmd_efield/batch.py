@@ -1,7 +1,7 @@
 """Many structures per call: molecules and periodic cells packed into padded graphs.
 
-Every place that evaluates many structures (batch prediction, the ASE calculator) goes
-through here. A structure (an `ase.Atoms`: a molecule, or a fully periodic cell of any size and
+Every place that evaluates structures outside a jax_md neighbor list goes through here: the
+trainer (both tasks), batch prediction (`evaluate.predict`) and the ASE calculator. A structure (an `ase.Atoms`: a molecule, or a fully periodic cell of any size and
 shape) is turned once into a `Graph` on the host: species indices, positions, its cell and its
 edges within the cutoff, with the integer lattice shifts of every periodic image (ASE's neighbor
 list). `pack` concatenates graphs into one padded batch whose sizes (atoms, edges, structures)

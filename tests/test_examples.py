@@ -50,12 +50,15 @@ def test_scripts_turn_on_the_persistent_compilation_cache(tmp_path):
     import subprocess
     import sys
 
+    module = pathlib.Path(__file__).parents[1] / "jaxmd_efield" / "compilation.py"
     program = f"""
-import jax
-from jaxmd_efield.compilation import use_persistent_cache
+import importlib.util, jax
+spec = importlib.util.spec_from_file_location("compilation", {str(module)!r})  # not the whole package
+compilation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compilation)
 hits = []
 jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name == "/jax/compilation_cache/cache_hits"))
-use_persistent_cache({str(tmp_path)!r}, min_compile_time_s=0.0)
+compilation.use_persistent_cache({str(tmp_path)!r}, min_compile_time_s=0.0)
 jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(jax.numpy.ones(7))
 print(sum(hits))
 """
