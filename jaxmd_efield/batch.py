@@ -1,8 +1,9 @@
 """Many structures per call: molecules and periodic cells packed into padded graphs.
 
 Every place that evaluates structures outside a jax_md neighbor list goes through here: the
-trainer (both tasks), batch prediction (`evaluate.predict`) and the ASE calculator. A structure (an `ase.Atoms`: a molecule, or a fully periodic cell of any size and
-shape) is turned once into a `Graph` on the host: species indices, positions, its cell and its
+trainer (both tasks), batch prediction (`evaluate.predict`) and the ASE calculator. A structure
+(an `ase.Atoms`: a molecule, or a fully periodic cell of any size and shape) is turned once into
+a `Graph` on the host: species indices, positions, its cell and its
 edges within the cutoff, with the integer lattice shifts of every periodic image (ASE's neighbor
 list). `pack` concatenates graphs into one padded batch whose sizes (atoms, edges, structures)
 are rounded up to a few bucket sizes, so that any mix of structures compiles a handful of
