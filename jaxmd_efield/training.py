@@ -98,7 +98,9 @@ class EnergyTask:
         graphs = [batching.structure_graph(Atoms(numbers=self.numbers, positions=R), self.config.r_cut,
                                            self.config.species, F, name=f"configuration {k}")
                   for k, (R, F) in enumerate(zip(data["positions"], data["field"]))]
-        return dict({k: data[k] for k in self.labels if k in data}, graphs=graphs)
+        num_atoms, num_edges = batching.sizes(graphs)
+        return dict({k: data[k] for k in self.labels if k in data}, graphs=graphs,
+                    num_atoms=num_atoms, num_edges=num_edges)
 
     @staticmethod
     def num_rows(rows):
@@ -115,11 +117,10 @@ class EnergyTask:
         """`batch.pack` of the configurations `indices` under a budget that fits any
         `batch_size` of them (bucketed), with their labels: energy, dipole, polarizability,
         has_response, num_atoms and weight (G,...); forces and born_charges (A,...)."""
-        graphs = rows["graphs"]
-        n_atoms, n_edges = batching.sizes(graphs)
+        n_atoms = rows["num_atoms"]
         budget = tuple(batching.bucket(x) for x in (batch_size * n_atoms.max() + 1,
-                                                    batch_size * n_edges.max(), batch_size + 1))
-        out = batching.pack([graphs[k] for k in indices], budget)
+                                                    batch_size * rows["num_edges"].max(), batch_size + 1))
+        out = batching.pack([rows["graphs"][k] for k in indices], budget)
         A, G = budget[0], budget[2]
         labels = dict(weight=np.zeros(G), num_atoms=np.ones(G))
         labels["weight"][:len(indices)] = 1.0
