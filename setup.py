@@ -9,6 +9,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["jaxmd_efield", "jaxmd_efield.*"]),
     package_data={"jaxmd_efield": ["pretrained/*"]},
+    entry_points={"console_scripts": [
+        "jaxmd-efield-make-data=jaxmd_efield.cli.make_data:main",
+        "jaxmd-efield-train=jaxmd_efield.cli.train:cli",
+        "jaxmd-efield-predict=jaxmd_efield.cli.predict:cli",
+    ]},
     install_requires=[
         # 0.10.2 (the newest for Python 3.11) miscompiles on CPU (jax-ml/jax#39103; jax-md
         # excludes it too). 0.10.1 is the last good release; jax and jaxlib must match.

@@ -75,3 +75,17 @@ def born_charges(energy_fn):
         df_dF = jax.jacfwd(lambda F_: forces(energy_fn)(R, field=F_, **kwargs))(_field(field, R))
         return jnp.swapaxes(df_dF, 1, 2)
     return fn
+
+
+def fold_polarization(difference, cell, periodic):
+    """The smallest equivalent of dipole differences (G, 3) e·Å of periodic cells: a cell's dipole
+    is defined modulo the polarization quantum e * n . cell (integers n, lattice vectors as rows
+    of `cell` (G, 3, 3), Å), so the difference's fractional coordinates are folded into
+    [-1/2, 1/2] (as Allegro-pol does; any cell shape). Rows where `periodic` (G,) is False
+    (molecules) are returned unchanged. jnp; differentiable in `difference` (rounding is
+    piecewise constant), also on numpy input."""
+    periodic = jnp.asarray(periodic, bool)
+    safe_cell = jnp.where(periodic[:, None, None], cell, jnp.eye(3, dtype=cell.dtype))
+    fractional = jnp.linalg.solve(jnp.swapaxes(safe_cell, -1, -2), difference[..., None])[..., 0]
+    folded = jnp.einsum("ga,gab->gb", fractional - jnp.round(fractional), safe_cell)
+    return jnp.where(periodic[:, None], folded, difference)

@@ -26,7 +26,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxmd_efield import batch as batching, checkpoint, evaluate, graph
+from jaxmd_efield import batch as batching, checkpoint, data as data_io, evaluate, graph
+from jaxmd_efield import response as response_fns
 from jaxmd_efield.nn.nequip import EFieldNequIPConfig, energy_network
 from jaxmd_efield.nn.tensor import tensor_network
 
@@ -56,55 +57,56 @@ def _weighted_mean(x, weight):
 
 
 class EnergyTask:
-    """Field-dependent energy model on molecules: loss on energy per atom, forces, dipole and,
-    where the data have them, polarizability and Born charges (all squared errors).
+    """Field-dependent energy model on molecules and periodic cells in fields (a `data` set:
+    any sizes and species of the model, every label optional per structure): loss on energy
+    per atom, forces, dipole and, where structures have them, polarizability and Born charges
+    (squared errors, each averaged over the structures or atoms that carry the label). The
+    dipole of a periodic cell is compared modulo the polarization quantum
+    (`response.fold_polarization`).
 
-    Each configuration becomes a `batch.Graph` once (edges within the cutoff, in its own field);
-    batches are `batch.pack`ed under one bucketed budget for every batch of the data, so the step
-    compiles once, and evaluated by `evaluate.energy_observables`, as `predict` does."""
+    Each structure becomes a `batch.Graph` once (edges within the cutoff, in its own field);
+    batches of `batch_size` structures are `batch.pack`ed under one bucketed budget that fits
+    any `batch_size` structures of the data, so the step compiles once, and evaluated by
+    `evaluate.energy_observables`, as `predict` does."""
 
-    labels = ("positions", "field", "energy", "forces", "dipole", "polarizability",
-              "born_charges", "has_response")
-
-    def __init__(self, config: EFieldNequIPConfig, numbers, loss_weights):
+    def __init__(self, config: EFieldNequIPConfig, loss_weights):
         self.config = config
-        self.numbers = np.asarray(numbers)
-        graph.species_indices(numbers, config.species)  # species outside the model: ValueError
         self.weights = {k: float(v) for k, v in loss_weights.items() if v}
-        unknown = set(self.weights) - {"energy", "forces", "dipole", "polarizability", "born_charges"}
+        unknown = set(self.weights) - set(data_io.LABELS)
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}")
         self.response = bool({"polarizability", "born_charges"} & set(self.weights))
 
     def rows(self, data):
-        """The per-configuration arrays of `data` this task uses and their graphs (computed once:
-        rows of rows are rows); a nonzero loss weight whose label the data lack, or atomic
-        `numbers` other than the task's, is a ValueError (data without `numbers` are taken as
-        the task's molecule)."""
+        """The data set with every structure's graph and edge count (computed once: rows of
+        rows are rows). Structures of species outside the model, and a nonzero loss weight on a
+        label no structure has, are ValueErrors."""
         if "graphs" in data:
             return data
-        if "numbers" in data and not np.array_equal(data["numbers"], self.numbers):
-            raise ValueError(f"the data are of atoms {np.asarray(data['numbers']).tolist()}, but the "
-                             f"task was built for {self.numbers.tolist()}: build EnergyTask with "
-                             "the data's numbers")
-        missing = sorted(k for k in self.weights if k not in data)
-        if self.response and "has_response" not in data:
-            missing.append("has_response")
+        data_io.validate(data, self.config.species)
+        missing = sorted(k for k in self.weights if not data_io.has(data, k).any())
         if missing:
-            raise ValueError(f"the loss weights {sorted(self.weights)} need {missing}, which the "
-                             "data do not have: set those weights to 0 or add the labels")
+            raise ValueError(f"the loss weights {sorted(self.weights)} need {missing}, which no "
+                             "structure of the data has: set those weights to 0 or add the labels")
         from ase import Atoms
 
-        graphs = [batching.structure_graph(Atoms(numbers=self.numbers, positions=R), self.config.r_cut,
-                                           self.config.species, F, name=f"configuration {k}")
-                  for k, (R, F) in enumerate(zip(data["positions"], data["field"]))]
-        num_atoms, num_edges = batching.sizes(graphs)
-        return dict({k: data[k] for k in self.labels if k in data}, graphs=graphs,
-                    num_atoms=num_atoms, num_edges=num_edges)
+        start = data_io.offsets(data["num_atoms"])
+        graphs = [batching.structure_graph(
+            Atoms(numbers=data["numbers"][start[k]:start[k + 1]],
+                  positions=data["positions"][start[k]:start[k + 1]],
+                  cell=data["cell"][k], pbc=bool(data["pbc"][k])),
+            self.config.r_cut, self.config.species, data["field"][k], name=f"structure {k}")
+            for k in range(len(data["num_atoms"]))]
+        return dict(data, graphs=graphs, num_edges=batching.sizes(graphs)[1], start=start)
 
     @staticmethod
     def num_rows(rows):
-        return len(rows["energy"])
+        return len(rows["num_atoms"])
+
+    def response_rows(self, rows):
+        """Indices of the structures with a response label the loss uses."""
+        return np.flatnonzero(sum((data_io.has(rows, k) for k in ("polarizability", "born_charges")
+                                   if k in self.weights), np.zeros(self.num_rows(rows), bool)))
 
     @staticmethod
     def batches(rows, order, batch_size, drop_remainder):
@@ -113,35 +115,34 @@ class EnergyTask:
         return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
     @staticmethod
-    def batch(rows, indices, batch_size):
-        """`batch.pack` of the configurations `indices` under a budget that fits any
-        `batch_size` of them (bucketed), with their labels: energy, dipole, polarizability,
-        has_response, num_atoms and weight (G,...); forces and born_charges (A,...)."""
-        n_atoms = rows["num_atoms"]
-        budget = tuple(batching.bucket(x) for x in (batch_size * n_atoms.max() + 1,
-                                                    batch_size * rows["num_edges"].max(), batch_size + 1))
-        out = batching.pack([rows["graphs"][k] for k in indices], budget)
-        A, G = budget[0], budget[2]
-        labels = dict(weight=np.zeros(G), num_atoms=np.ones(G))
-        labels["weight"][:len(indices)] = 1.0
-        labels["num_atoms"][:len(indices)] = n_atoms[indices]
-        for key in ("energy", "dipole", "polarizability", "has_response"):
-            if key in rows:
-                labels[key] = np.zeros((G, *np.shape(rows[key])[1:]))
-                labels[key][:len(indices)] = rows[key][indices]
-        for key in ("forces", "born_charges"):
-            if key in rows:
-                labels[key] = np.zeros((A, *np.shape(rows[key])[2:]))
-                labels[key][:n_atoms[indices].sum()] = np.concatenate(list(rows[key][indices]))
-        return dict(out, **labels)
+    def budget(rows, batch_size):
+        """The bucketed (atoms, edges, structures) budget that fits any `batch_size` structures
+        of `rows`: one shape for every batch, so the step compiles once."""
+        largest = lambda x: int(np.sort(x)[-batch_size:].sum())  # noqa: E731
+        return (batching.bucket(largest(rows["num_atoms"]) + 1),
+                batching.bucket(largest(rows["num_edges"])), batching.bucket(batch_size + 1))
 
-    @staticmethod
-    def unbatch(predictions, rows, indices):
-        """Per-configuration predictions of one batch, stacked: (B,...) and (B, N,...)."""
-        n = len(rows["graphs"][indices[0]].species)
-        return {k: np.asarray(v)[:len(indices) * n].reshape(len(indices), n, *np.shape(v)[1:])
-                if k in batching.PER_ATOM else np.asarray(v)[:len(indices)]
-                for k, v in predictions.items()}
+    def batch(self, rows, indices, batch_size):
+        """`batch.pack` of the structures `indices` under `budget`, with their labels: energy,
+        dipole, polarizability (G,...), forces, born_charges (A,...), has_<label> (G,), and
+        weight (1 for real structures), num_atoms and periodic (G,)."""
+        A, _, G = budget = self.budget(rows, batch_size)
+        out = batching.pack([rows["graphs"][k] for k in indices], budget)
+        n = len(indices)
+        per_structure = dict(weight=np.ones(n), num_atoms=rows["num_atoms"][indices],
+                             periodic=rows["pbc"][indices])
+        atoms = np.concatenate([np.arange(rows["start"][k], rows["start"][k + 1]) for k in indices])
+        per_atom = {}
+        for label in data_io.LABELS:
+            if label in self.weights or label in rows:
+                per_structure[f"has_{label}"] = data_io.has(rows, label)[indices]
+            if label in rows:
+                (per_atom if label in data_io.PER_ATOM else per_structure)[label] = \
+                    rows[label][atoms if label in data_io.PER_ATOM else indices]
+        padded = lambda v, size: np.concatenate(  # noqa: E731
+            [v, np.zeros((size - len(v), *np.shape(v)[1:]), np.asarray(v).dtype)])
+        return dict(out, **{k: padded(v, G) for k, v in per_structure.items()},
+                    **{k: padded(v, A) for k, v in per_atom.items()})
 
     def init(self, key, batch):
         return energy_network(self.config).init(key, *evaluate.energy_inputs(batch))
@@ -155,43 +156,65 @@ class EnergyTask:
     def loss(self, params, batch, response=False):
         """Weighted squared errors; the polarizability and Born-charge terms only if `response`."""
         pred = self.predict(params, batch, response=response and self.response)
-        weight = batch["weight"]
-        node_weight = batch["node_mask"].astype(weight.dtype)
+        errors = {k: pred[k] - batch[k] for k in self.weights if k in pred and k in batch}
+        if "energy" in errors:
+            errors["energy"] = errors["energy"] / jnp.maximum(batch["num_atoms"], 1)
+        if "dipole" in errors:
+            errors["dipole"] = response_fns.fold_polarization(errors["dipole"], batch["cell"],
+                                                              batch["periodic"])
         terms = {}
-        if "energy" in batch:
-            terms["energy"] = _weighted_mean(((pred["energy"] - batch["energy"]) / batch["num_atoms"]) ** 2, weight)
-        if "forces" in batch:
-            terms["forces"] = _weighted_mean((pred["forces"] - batch["forces"]) ** 2, node_weight)
-        if "dipole" in batch:
-            terms["dipole"] = _weighted_mean((pred["dipole"] - batch["dipole"]) ** 2, weight)
-        if "polarizability" in pred and "polarizability" in self.weights:
-            terms["polarizability"] = _weighted_mean((pred["polarizability"] - batch["polarizability"]) ** 2,
-                                                     weight * batch["has_response"])
-        if "born_charges" in pred and "born_charges" in self.weights:
-            atom_response = node_weight * batch["has_response"][batch["node_graph"]]
-            terms["born_charges"] = _weighted_mean((pred["born_charges"] - batch["born_charges"]) ** 2,
-                                                   atom_response)
-        total = sum(self.weights.get(k, 0.0) * v for k, v in terms.items())
+        for label, error in errors.items():
+            weight = batch["weight"] * batch[f"has_{label}"]
+            if label in data_io.PER_ATOM:
+                weight = batch["node_mask"] * weight[batch["node_graph"]]
+            terms[label] = _weighted_mean(error ** 2, weight)
+        total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {f"mse_{k}": v for k, v in terms.items()}
 
     @staticmethod
+    def unbatch(predictions, rows, indices):
+        """Per-structure predictions of one batch: (B,...) and per-atom (atoms of B, ...)."""
+        return _unbatch(predictions, int(rows["num_atoms"][indices].sum()), len(indices))
+
+    @staticmethod
     def metrics(predictions, data):
-        """Mean absolute errors over a split (predictions and data: stacked numpy arrays)."""
-        n_atoms = data["positions"].shape[1]
-        out = dict(
-            energy_mae_meV_per_atom=1e3 * np.mean(np.abs(predictions["energy"] - data["energy"])) / n_atoms,
-            forces_mae_meV_per_A=1e3 * np.mean(np.abs(predictions["forces"] - data["forces"])))
-        if "dipole" in data:
-            out["dipole_mae_eA"] = np.mean(np.abs(predictions["dipole"] - data["dipole"]))
-        if "polarizability" in predictions and data.get("has_response", np.zeros(1)).any():
-            rows = data["has_response"].astype(bool)
-            ref, pred = data["polarizability"][rows], predictions["polarizability"][rows]
-            out["polarizability_mae_eA2_per_V"] = np.mean(np.abs(pred - ref))
-            out["polarizability_mae_percent"] = 100 * np.mean(np.abs(pred - ref)) / np.mean(
-                np.abs(np.trace(ref, axis1=1, axis2=2) / 3))
-            out["born_charges_mae_e"] = np.mean(np.abs(predictions["born_charges"][rows] -
-                                                       data["born_charges"][rows]))
+        """Mean absolute errors over the structures (or their atoms) that carry each label:
+        energy per atom (meV/atom), forces (meV/Å), dipole (e·Å; folded for periodic cells),
+        polarizability (e·Å²/V and % of the mean isotropic polarizability), Born charges (e).
+        `predictions` are laid out like the data set `data` (per-atom entries concatenated)."""
+        owner = np.repeat(np.arange(len(data["num_atoms"])), data["num_atoms"])
+        out = {}
+
+        def error(label):
+            rows = data_io.has(data, label)
+            if label in data_io.PER_ATOM:
+                rows = rows[owner]
+            if label not in predictions or not rows.any():
+                return None
+            return np.asarray(predictions[label])[rows] - np.asarray(data[label])[rows], rows
+
+        if (e := error("energy")) is not None:
+            out["energy_mae_meV_per_atom"] = 1e3 * np.mean(np.abs(e[0]) / data["num_atoms"][e[1]])
+        if (e := error("forces")) is not None:
+            out["forces_mae_meV_per_A"] = 1e3 * np.mean(np.abs(e[0]))
+        if (e := error("dipole")) is not None:
+            folded = response_fns.fold_polarization(e[0], np.asarray(data["cell"])[e[1]],
+                                                    np.asarray(data["pbc"])[e[1]])
+            out["dipole_mae_eA"] = np.mean(np.abs(np.asarray(folded)))
+        if (e := error("polarizability")) is not None:
+            reference = np.asarray(data["polarizability"])[e[1]]
+            out["polarizability_mae_eA2_per_V"] = np.mean(np.abs(e[0]))
+            out["polarizability_mae_percent"] = 100 * np.mean(np.abs(e[0])) / np.mean(
+                np.abs(np.trace(reference, axis1=1, axis2=2) / 3))
+        if (e := error("born_charges")) is not None:
+            out["born_charges_mae_e"] = np.mean(np.abs(e[0]))
         return {k: float(v) for k, v in out.items()}
+
+
+def _unbatch(predictions, num_real_atoms, num_structures):
+    """The real atoms' and structures' entries of a packed batch's predictions."""
+    return {k: np.asarray(v)[:num_real_atoms if k in batching.PER_ATOM else num_structures]
+            for k, v in predictions.items()}
 
 
 def crystal_rows(crystals, config: EFieldNequIPConfig):
@@ -303,9 +326,7 @@ class TensorTask:
 
     @staticmethod
     def unbatch(predictions, rows, indices):
-        n_real = int(rows["num_atoms"][indices].sum())
-        return dict(born_charges=predictions["born_charges"][:n_real],
-                    dielectric=predictions["dielectric"][:len(indices)])
+        return _unbatch(predictions, int(rows["num_atoms"][indices].sum()), len(indices))
 
     @staticmethod
     def metrics(predictions, data):
@@ -335,9 +356,10 @@ def _jitted_predict(task, response):
 
 def predict_all(task, params, data, batch_size, response=None):
     """Predictions for every row of `data` (padded batches of a fixed shape)."""
-    response = task.response and "has_response" in data if response is None else response
-    predict = _jitted_predict(task, response)
     rows = task.rows(data)
+    if response is None:
+        response = task.response and len(task.response_rows(rows)) > 0
+    predict = _jitted_predict(task, response)
     chunks = []
     for idx in task.batches(rows, np.arange(task.num_rows(rows)), batch_size, drop_remainder=False):
         out = jax.device_get(predict(params, task.batch(rows, idx, batch_size)))
@@ -398,7 +420,7 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
         raise ValueError(f"{m} training rows are fewer than one batch ({settings.batch_size})")
 
     response_every = settings.response_every if task.response else 0
-    response_rows = np.flatnonzero(train_data.get("has_response", np.zeros(m, bool)))
+    response_rows = task.response_rows(rows) if response_every else np.zeros(0, int)
     if response_every and len(response_rows) < settings.batch_size:
         raise ValueError(f"response_every needs at least one batch ({settings.batch_size}) of rows "
                          f"with response labels, the training split has {len(response_rows)}")
@@ -491,17 +513,19 @@ def parity_plots(predictions, data, path, title=""):
                   polarizability="polarizability (e·Å²/V)", born_charges="Born charges (e)",
                   dielectric="eps_inf components")
     keys = [k for k in labels if k in predictions]
-    rows = {k: slice(None) for k in keys}
-    if "has_response" in data:
-        for k in ("polarizability", "born_charges"):
-            rows[k] = data["has_response"].astype(bool)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6))
     for ax, key in zip(np.atleast_1d(axes), keys):
-        ref = data[key] if not isinstance(data[key], list) else np.concatenate(data[key])
-        ref = np.asarray(ref)[rows[key]].ravel()
-        pred = np.asarray(predictions[key])[rows[key]].ravel()
-        if key == "energy":  # relative to the mean reference energy
-            ref, pred = ref - ref.mean(), pred - ref.mean()
+        ref = np.asarray(data[key] if not isinstance(data[key], list) else np.concatenate(data[key]))
+        pred = np.asarray(predictions[key])
+        if f"has_{key}" in data:  # only the structures (their atoms) that carry the label
+            rows = np.asarray(data[f"has_{key}"], bool)
+            rows = np.repeat(rows, data["num_atoms"]) if key in data_io.PER_ATOM else rows
+            ref, pred = ref[rows], pred[rows]
+        if key == "energy":  # relative to the mean reference energy of each molecule
+            for formula in set(data_io.formulas(data)):
+                same = data_io.formulas(data)[data_io.has(data, "energy")] == formula
+                pred[same], ref[same] = pred[same] - ref[same].mean(), ref[same] - ref[same].mean()
+        ref, pred = ref.ravel(), pred.ravel()
         ax.plot(ref, pred, ".", ms=2, alpha=0.5)
         lims = [min(ref.min(), pred.min()), max(ref.max(), pred.max())]
         ax.plot(lims, lims, "k-", lw=0.8)
@@ -518,13 +542,16 @@ def parity_plots(predictions, data, path, title=""):
 
 
 def energy_statistics(data, species):
-    """Per-species energy shift (least squares of E on composition, minimum-norm: one molecule
-    gives equal shares) and a scale (RMS force component), from training data."""
-    numbers = np.asarray(data["numbers"])
-    counts = np.array([[np.sum(numbers == z) for z in species]], dtype=float)
-    counts = np.repeat(counts, len(data["energy"]), axis=0)
-    shift, *_ = np.linalg.lstsq(counts, np.asarray(data["energy"]), rcond=None)
-    return tuple(float(s) for s in shift), float(np.sqrt(np.mean(np.asarray(data["forces"]) ** 2)))
+    """Per-species energy shift (least squares of E on composition over the structures with an
+    energy, minimum-norm: one molecule gives equal shares) and a scale (RMS force component), from
+    a training data set."""
+    owner = np.repeat(np.arange(len(data["num_atoms"])), data["num_atoms"])
+    counts = np.zeros((len(data["num_atoms"]), len(species)))
+    np.add.at(counts, (owner, graph.species_indices(data["numbers"], species)), 1.0)
+    rows = data_io.has(data, "energy")
+    shift, *_ = np.linalg.lstsq(counts[rows], np.asarray(data["energy"])[rows], rcond=None)
+    forces = np.asarray(data["forces"])[data_io.has(data, "forces")[owner]]
+    return tuple(float(s) for s in shift), float(np.sqrt(np.mean(forces ** 2)))
 
 
 def save_summary(path, summary):

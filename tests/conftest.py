@@ -31,6 +31,26 @@ TINY = jef.EFieldNequIPConfig(
 )
 
 
+def xtb_samples(seed=0, count=24, name="CH3CH2OH", response_every=3):
+    """Randomly distorted molecules (ase.build.molecule `name`) in random fields with GFN2-xTB
+    labels, every `response_every`-th also with polarizability and Born charges: a list of
+    samples for `data.from_samples`, 4 to a `trajectory`."""
+    from jaxmd_efield.reference import xtb_field_derivatives, xtb_in_field
+
+    rng = np.random.default_rng(seed)
+    mol = molecule(name)
+    samples = []
+    for k in range(count):
+        R = mol.positions + rng.normal(scale=0.05, size=mol.positions.shape)
+        F = rng.normal(size=3) * 0.15
+        sample = dict(numbers=mol.numbers, positions=R, field=F, trajectory=k // 4,
+                      **xtb_in_field(mol.numbers, R, F))
+        if k % response_every == 0:
+            sample.update(xtb_field_derivatives(mol.numbers, R, F))
+        samples.append(sample)
+    return samples
+
+
 _BACKEND_COMPILES = [0]
 jax.monitoring.register_event_duration_secs_listener(
     lambda name, secs, **kwargs: _BACKEND_COMPILES.__setitem__(

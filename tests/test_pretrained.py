@@ -52,11 +52,9 @@ def test_shipped_model_has_its_stated_accuracy_on_fresh_held_out_samples():
         calc.set(field=sample["field"])
         for key in predicted:
             predicted[key].append(calc.get_property(key.replace("born_charges", "born_effective_charges"), atoms))
-    predicted = {k: np.asarray(v) for k, v in predicted.items()}
-    reference = {k: np.asarray([s[k] for s in samples]) for k in predicted}
-    reference["has_response"] = np.ones(len(samples), bool)
-    reference["positions"] = np.asarray([s["positions"] for s in samples])
-    measured = training.EnergyTask.metrics(predicted, reference)
+    per_atom = ("forces", "born_charges")
+    predicted = {k: np.concatenate(v) if k in per_atom else np.asarray(v) for k, v in predicted.items()}
+    measured = training.EnergyTask.metrics(predicted, data_io.from_samples(samples))
     temperatures = sorted({round(s["temperature"]) for s in samples})
     print(f"{len(samples)} samples at {temperatures} K:", {k: f"{v:.4g} (stated {stated[k]:.4g})"
                                                           for k, v in measured.items()})

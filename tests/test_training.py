@@ -8,16 +8,15 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import h5py
 import numpy as np
 import pytest
 import yaml
-from ase.build import molecule
 from jax_md import space
 
 import jaxmd_efield as jef
 from jaxmd_efield import checkpoint, data as data_io, training
-from jaxmd_efield.reference import xtb_field_derivatives, xtb_in_field
-from conftest import TINY
+from conftest import TINY, xtb_samples
 
 ROOT = pathlib.Path(__file__).parents[1]
 SETTINGS = training.TrainSettings(batch_size=4, steps=12, learning_rate=5e-3, warmup_steps=2,
@@ -34,41 +33,30 @@ def load_script(name):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """24 distorted ethanols in random fields with xTB labels, every 3rd with response."""
-    rng = np.random.default_rng(0)
-    mol = molecule("CH3CH2OH")
-    rows = []
-    for k in range(24):
-        R = mol.positions + rng.normal(scale=0.05, size=mol.positions.shape)
-        F = rng.normal(size=3) * 0.15
-        row = dict(positions=R, field=F, trajectory=k // 4, has_response=k % 3 == 0,
-                   **xtb_in_field(mol.numbers, R, F))
-        row.update(xtb_field_derivatives(mol.numbers, R, F) if row["has_response"] else
-                   dict(polarizability=np.zeros((3, 3)), born_charges=np.zeros((9, 3, 3))))
-        rows.append(row)
-    data = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    data["numbers"] = mol.numbers
+    """24 distorted ethanols in random fields with xTB labels, every 3rd with response (HDF5)."""
     path = str(tmp_path_factory.mktemp("data") / "tiny.h5")
-    data_io.write_dataset(path, data, attrs=dict(note="test"))
+    data_io.write_dataset(path, data_io.from_samples(xtb_samples()), attrs=dict(note="test"))
     return path
 
 
 def test_dataset_round_trip_and_bad_data(tiny_data, tmp_path):
     data, attrs = data_io.read_dataset(tiny_data, species=(1, 6, 8))
-    assert attrs["note"] == "test" and data["positions"].shape == (24, 9, 3)
-    with pytest.raises(ValueError, match=r"atomic numbers \[6, 8\] are not in"):
+    assert attrs["note"] == "test" and data["positions"].shape == (24 * 9, 3)
+    assert data["has_polarizability"].sum() == 8 and "has_energy" not in data
+    with pytest.raises(ValueError, match=r"atomic numbers \[6, 8\] are not in the model's species "
+                                         r"\(1,\) \(first in structure 0\)"):
         data_io.validate(data, species=(1,))
-    bad = {k: v for k, v in data.items() if k != "forces"}
+    bad = {k: v for k, v in data.items() if k != "num_atoms"}
     with pytest.raises(ValueError, match="missing"):
         data_io.validate(bad)
     with pytest.raises(ValueError, match="shape"):
         data_io.validate(dict(data, dipole=data["dipole"][:, :2]))
-    energy = data["energy"].copy()
-    energy[5] = np.nan
-    with pytest.raises(ValueError, match="NaN or inf in 1 configurations"):
-        data_io.validate(dict(data, energy=energy))
+    forces = data["forces"].copy()
+    forces[9 * 5 + 2] = np.nan
+    with pytest.raises(ValueError, match=r"forces is NaN or inf in 1 structures \(first: structure 5\)"):
+        data_io.validate(dict(data, forces=forces))
     born = data["born_charges"].copy()
-    born[1] = np.nan  # row 1 has no response: ignored
+    born[9:18] = np.nan  # structure 1 has no response: ignored
     data_io.validate(dict(data, born_charges=born))
     with pytest.raises(ValueError, match="unknown entries"):
         data_io.validate(dict(data, charges=data["energy"]))
@@ -81,18 +69,25 @@ def test_dataset_round_trip_and_bad_data(tiny_data, tmp_path):
         data_io.read_dataset(str(tmp_path / "cut.h5"))
 
 
-def test_energy_task_refuses_data_of_other_atoms(tiny_data):
-    """Data of another molecule with as many atoms would silently train with the wrong species."""
+def test_older_one_molecule_hdf5_layout_is_read(tiny_data, tmp_path):
+    """Files written before the ragged layout (the shipped model's data) read as the same data."""
     data, _ = data_io.read_dataset(tiny_data)
-    task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
-    with pytest.raises(ValueError, match=r"the data are of atoms \[8, 6, 6, 1, 1, 1, 1, 1, 1\], but "
-                                         r"the task was built for \[6, 6, 8, 1, 1, 1, 1, 1, 1\]"):
-        task.rows(dict(data, numbers=data["numbers"][[2, 0, 1, 3, 4, 5, 6, 7, 8]]))
+    old = dict(numbers=data["numbers"][:9], has_response=data["has_polarizability"],
+               **{k: data[k].reshape(24, 9, *data[k].shape[1:]) if k in data_io.PER_ATOM else data[k]
+                  for k in ("positions", "field", "energy", "forces", "dipole", "polarizability",
+                            "born_charges", "trajectory")})
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        for key, value in old.items():
+            f.create_dataset(key, data=value)
+    again, _ = data_io.read_dataset(str(tmp_path / "old.h5"))
+    assert set(again) == set(data)
+    for key in data:
+        np.testing.assert_array_equal(again[key], data[key], err_msg=key)
 
 
 def test_train_compiles_once_and_resume_reproduces(tiny_data, tmp_path):
     data, _ = data_io.read_dataset(tiny_data)
-    task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
+    task = training.EnergyTask(TINY, WEIGHTS)
     whole = training.train(task, data, data, SETTINGS, str(tmp_path / "a"), progress=False)
     assert whole["step"] == SETTINGS.steps and whole["compilations"] == 2  # with / without response
     training.train(task, data, data, SETTINGS, str(tmp_path / "b"), progress=False, stop_after=7)
@@ -116,18 +111,19 @@ def test_batched_predictions_match_the_jax_md_builder(tiny_data):
     """Trainer and builder share parameters: predictions on a padded batch equal the builder's
     energy, forces, dipole, polarizability and Born charges."""
     data, _ = data_io.read_dataset(tiny_data)
-    task = training.EnergyTask(TINY, data["numbers"], WEIGHTS)
+    task = training.EnergyTask(TINY, WEIGHTS)
     params = task.init(jax.random.PRNGKey(3), task.batch(task.rows(data), np.arange(4), 4))
-    batch_pred = training.predict_all(task, params, {k: data[k][:5] for k in data if k != "numbers"},
-                                      batch_size=4, response=True)
+    batch_pred = training.predict_all(task, params, data_io.subset(data, range(5)), batch_size=4,
+                                      response=True)
     neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(
-        space.free()[0], 10.0, data["numbers"], TINY, disable_cell_list=True)
+        space.free()[0], 10.0, data["numbers"][:9], TINY, disable_cell_list=True)
     response = jax.jit(jef.response.field_response(functools.partial(energy_fn, params)))
     for k in range(5):
-        R = jnp.asarray(data["positions"][k])
+        R = jnp.asarray(data["positions"][9 * k:9 * k + 9])
         out = response(R, field=data["field"][k], neighbor=neighbor_fn.allocate(R))
         for key in ("energy", "forces", "dipole", "polarizability", "born_charges"):
-            np.testing.assert_allclose(batch_pred[key][k], out[key], atol=1e-9, err_msg=key)
+            pred = batch_pred[key][9 * k:9 * k + 9] if key in data_io.PER_ATOM else batch_pred[key][k]
+            np.testing.assert_allclose(pred, out[key], atol=1e-9, err_msg=key)
 
 
 def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
@@ -204,11 +200,12 @@ def test_energy_and_forces_only_data(tiny_data, tmp_path):
     """A user's data with energies and forces only: trains with those weights, and asking for a
     dipole loss is a clear error."""
     data, _ = data_io.read_dataset(tiny_data)
-    plain = {k: data[k] for k in ("numbers", "positions", "field", "energy", "forces")}
-    with pytest.raises(ValueError, match=r"need \['born_charges', 'dipole', 'polarizability', 'has_response'\]"):
-        training.train(training.EnergyTask(TINY, data["numbers"], WEIGHTS), plain, plain, SETTINGS,
+    plain = {k: data[k] for k in data_io.STRUCTURE + ("energy", "forces")}
+    with pytest.raises(ValueError, match=r"need \['born_charges', 'dipole', 'polarizability'\], which no "
+                                         "structure of the data has"):
+        training.train(training.EnergyTask(TINY, WEIGHTS), plain, plain, SETTINGS,
                        str(tmp_path / "x"), progress=False)
-    task = training.EnergyTask(TINY, data["numbers"], dict(energy=1.0, forces=1.0))
+    task = training.EnergyTask(TINY, dict(energy=1.0, forces=1.0))
     state = training.train(task, plain, plain, dataclasses.replace(SETTINGS, steps=2, eval_every=2),
                            str(tmp_path / "y"), progress=False)
     metrics = task.metrics(training.predict_all(task, state["ema_params"], plain, 4), plain)
