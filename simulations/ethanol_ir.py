@@ -3,8 +3,9 @@ the IR spectrum from the dipole autocorrelation, and the harmonic IR for compari
 
     python simulations/ethanol_ir.py                      # defaults: a few minutes on 2 cores
     python simulations/ethanol_ir.py --protocol pulse --temperature 400 --nve-segments 8
+    python simulations/ethanol_ir.py --model my_model.npz --molecule CH3OH   # any molecule
 
-Writes OUT/nvt.h5 and OUT/nve_K.h5 (trajectories), OUT/ethanol_ir.png (IR spectrum from MD with
+Writes OUT/nvt.h5 and OUT/nve_K.h5 (trajectories), OUT/ir.png (IR spectrum from MD with
 the harmonic sticks, and the dipole/field trace of the NVT run) and OUT/summary.json.
 """
 
@@ -15,6 +16,7 @@ import os
 import time
 import warnings
 
+import ase.io
 import ase.optimize
 import jax
 import jax.numpy as jnp
@@ -85,6 +87,8 @@ warnings.filterwarnings("ignore", message="Explicitly requested dtype float64 re
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ethanol-gfn2", help="pretrained name or .npz path")
+    parser.add_argument("--molecule", default="CH3CH2OH",
+                        help="ase.build.molecule name or a structure file of a molecule the model knows")
     parser.add_argument("--protocol", choices=["sinusoidal", "pulse", "constant", "none"],
                         default="sinusoidal")
     parser.add_argument("--field-amplitude", type=float, default=0.02, help="V/Å")
@@ -101,7 +105,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
 
     model = jef.load_pretrained(args.model)
-    atoms = molecule("CH3CH2OH")
+    atoms = ase.io.read(args.molecule) if os.path.exists(args.molecule) else molecule(args.molecule)
     atoms.calc = jef.EFieldCalculator(model)
     ase.optimize.BFGS(atoms, logfile=None).run(fmax=0.002, steps=500)
     R = jnp.asarray(atoms.positions)
@@ -135,7 +139,7 @@ def main(argv=None):
         dipoles.append(nve["dipole"])
     wavenumbers, spectrum = spectra.ir_from_dipoles(np.stack(dipoles), record_every * args.dt_fs,
                                                     temperature_K=args.temperature)
-    plot(os.path.join(args.out, "ethanol_ir.png"), wavenumbers, spectrum, harmonic, nvt)
+    plot(os.path.join(args.out, "ir.png"), wavenumbers, spectrum, harmonic, nvt)
 
     peaks, heights = md_peaks(wavenumbers, spectrum)
     strong = harmonic["intensities"] > 0.05 * harmonic["intensities"].max()
@@ -159,7 +163,7 @@ def main(argv=None):
     for pair in pairs:
         print(f"| {pair['harmonic']:.0f} | {pair['md']:.0f} | {pair['shift']:+.0f} |")
     print(f"NVT mean temperature {summary['nvt_mean_temperature_K']:.0f} K; "
-          f"wrote {args.out}/ethanol_ir.png; wall time {summary['wall_seconds']:.0f} s")
+          f"wrote {args.out}/ir.png; wall time {summary['wall_seconds']:.0f} s")
     return summary
 
 

@@ -24,7 +24,7 @@ def test_main_command_short_run(tmp_path):
     """simulations/ethanol_ir.py (the README's main command) end to end, shortened."""
     summary = load("ethanol_ir").main(["--nvt-ps", "0.2", "--nve-segments", "2", "--nve-ps", "0.2",
                                        "--out", str(tmp_path)])
-    for name in ("nvt.h5", "nve_0.h5", "nve_1.h5", "ethanol_ir.png", "summary.json"):
+    for name in ("nvt.h5", "nve_0.h5", "nve_1.h5", "ir.png", "summary.json"):
         assert (tmp_path / name).exists(), name
     assert len(summary["harmonic"]) == 21 and summary["md_peaks"]
     assert 100 < summary["nvt_mean_temperature_K"] < 600

@@ -49,8 +49,7 @@ def main(argv=None):
     from jaxmd_efield import checkpoint, data as data_io, evaluate, training
 
     args = parser().parse_args(argv)
-    model = checkpoint.load_model(args.model) if args.model.endswith(".npz") else \
-        checkpoint.load_pretrained(args.model)
+    model = checkpoint.load_pretrained(args.model)
     frames = ase.io.read(args.structures, args.index)
     frames = frames if isinstance(frames, list) else [frames]
     data = data_io.from_atoms(frames, source=args.structures)
