@@ -34,6 +34,7 @@ import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax_md import quantity
 from jax_md import simulate as jmd
 from tqdm import tqdm
@@ -105,6 +106,18 @@ def _replica_neighbors(neighbor_fn, positions, extra_capacity=0, template=None):
     return _stack([template.update(R) for R in positions])
 
 
+def _shard_replicas(tree, K):
+    """`tree` (leaves with a leading replica axis K) split over the replica axis of a mesh of
+    all devices (jax.sharding), when there are several and they divide K; else unchanged. The
+    jitted chunk then runs each device's replicas there (no communication: replicas are
+    independent); multi-host runs call jax.distributed.initialize() first."""
+    devices = jax.devices()
+    if len(devices) == 1 or K % len(devices):
+        return tree
+    sharding = NamedSharding(Mesh(np.array(devices), ("replicas",)), PartitionSpec("replicas"))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
 def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0.5,
         record_every=10, integrator="nvt_nose_hoover", temperature_K=300.0, key=None,
         tau_fs=None, friction_per_fs=0.01, frames_per_chunk=50, observables=None,
@@ -128,7 +141,8 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     field (e.g. a field-strength scan in one run). Every replica gets what a single run gets
     (F(t+dt) per step, one force pass per step); if any replica's neighbor list overflows, the
     chunk is rerun for all with more room. Frames then carry a leading replica axis (K, frames,
-    ...) in the result and the HDF5 file (`time` stays (frames,)).
+    ...) in the result and the HDF5 file (`time` stays (frames,)). With several devices
+    (jax.devices()) that divide K, the replicas are split over them (`jax.sharding`).
 
     Returns a dict of numpy arrays (the frames) with `final_state` (the state at the last
     frame), `neighbors` and `reallocations`. Raises FloatingPointError at the first step whose
@@ -178,6 +192,8 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                                                      field=F, kT=kT),
                      in_axes=(0, 0, None if momenta is None else 0, 0, 0))(
         keys, positions, momenta, nbrs, fields(0.0))
+    if replicas is not None:
+        state, nbrs = _shard_replicas((state, nbrs), K)
     step = jax.vmap(lambda state, nbrs, field: step_fn(state, neighbor=nbrs, field=field))
     update = jax.vmap(lambda nbrs, R_: nbrs.update(R_))
 
@@ -256,6 +272,7 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                 retries += 1
                 reallocations += 1
                 nbrs = _replica_neighbors(neighbor_fn, state.position, 8 * reallocations)
+                nbrs = nbrs if replicas is None else _shard_replicas(nbrs, K)
                 continue
             state, nbrs, retries = new_state, new_nbrs, 0
             chunk_records = unbatched({k: np.asarray(v) for k, v in chunk_records.items()})

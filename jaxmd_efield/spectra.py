@@ -68,6 +68,35 @@ def ir_from_dipoles(dipoles, dt_fs, temperature_K=300.0, window="hann", zero_pad
     return wavenumbers, spectrum
 
 
+def ir_ensemble(dipoles, dt_fs, band=(400.0, 3800.0), **kwargs):
+    """IR absorption averaged over an ensemble of independent trajectories, with its
+    uncertainty.
+
+    dipoles: (K, T, 3) or (K, S, T, 3) e·Å: K replicas (each of S segments), every dt_fs fs;
+    kwargs go to `ir_from_dipoles` (window, n_blocks, quantum correction, temperature_K).
+    Each replica's spectrum is computed alone; their mean is the ensemble spectrum (equal to
+    `ir_from_dipoles` of all trajectories together) and their standard deviation / sqrt(K) its
+    standard error. As a convergence check, the spectra of the first and second half of the
+    replicas are compared over `band` (cm^-1): relative L1 difference
+    sum |I_a - I_b| / sum (I_a + I_b) / 2 (0: identical; it shrinks as 1/sqrt(K)).
+
+    Returns dict(wavenumbers (cm^-1), spectrum, standard_error, halves (2, n), half_l1)."""
+    mu = np.asarray(dipoles, dtype=float)
+    if mu.ndim not in (3, 4) or len(mu) < 2:
+        raise ValueError(f"dipoles must be (K, T, 3) or (K, S, T, 3) with K >= 2 replicas, got "
+                         f"{np.shape(dipoles)}")
+    per_replica = [ir_from_dipoles(m, dt_fs, **kwargs) for m in mu]
+    wavenumbers = per_replica[0][0]
+    spectra = np.stack([s for _, s in per_replica])
+    half = len(spectra) // 2
+    halves = np.stack([spectra[:half].mean(0), spectra[half:2 * half].mean(0)])
+    inside = (wavenumbers >= band[0]) & (wavenumbers <= band[1])
+    half_l1 = np.abs(halves[0] - halves[1])[inside].sum() / (halves.mean(0)[inside].sum())
+    return dict(wavenumbers=wavenumbers, spectrum=spectra.mean(0),
+                standard_error=spectra.std(0, ddof=1) / np.sqrt(len(spectra)), halves=halves,
+                half_l1=float(half_l1))
+
+
 def _internal_basis(R, masses):
     """Orthonormal basis (3N, 3N - 6 or 3N - 5) of mass-weighted displacements orthogonal to
     rigid translations and rotations."""

@@ -1,12 +1,15 @@
-"""Ethanol in a time-varying field with the shipped model: NVT, then field-free NVE segments,
-the IR spectrum from the dipole autocorrelation, and the harmonic IR for comparison.
+"""Ethanol in a time-varying field with the shipped model: an ensemble of NVT trajectories in the
+field, then field-free NVE continuations of each, the IR spectrum from the dipole
+autocorrelation averaged over the ensemble (with its standard error, and the two half-ensembles
+compared as a convergence check), and the harmonic IR for comparison.
 
     python simulations/ethanol_ir.py                      # defaults: a few minutes on 2 cores
-    python simulations/ethanol_ir.py --protocol pulse --temperature 400 --nve-segments 8
+    python simulations/ethanol_ir.py --protocol pulse --temperature 400 --replicas 64
     python simulations/ethanol_ir.py --model my_model.npz --molecule CH3OH   # any molecule
 
-Writes OUT/nvt.h5 and OUT/nve_K.h5 (trajectories), OUT/ir.png (IR spectrum from MD with
-the harmonic sticks, and the dipole/field trace of the NVT run) and OUT/summary.json.
+Writes OUT/nvt.h5 and OUT/nve.h5 (trajectories with a leading replica axis), OUT/ir.png (IR
+spectrum from MD with its uncertainty band and the harmonic sticks, and the dipole/field trace
+of one NVT replica) and OUT/summary.json.
 """
 
 import argparse
@@ -56,23 +59,33 @@ def md_peaks(wavenumbers, spectrum, lo=500.0, hi=4000.0, smooth_cm=8.0, prominen
     return w[index], s[index]
 
 
-def plot(path, wavenumbers, spectrum, harmonic, nvt):
+def plot(path, ir, harmonic, nvt):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    wavenumbers = ir["wavenumbers"]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7))
     band = (wavenumbers > 400) & (wavenumbers < 3800)
-    ax1.plot(wavenumbers[band], spectrum[band] / spectrum[band].max(), label="MD (dipole ACF, NVE)")
+    scale = ir["spectrum"][band].max()
+    w, mean, error = wavenumbers[band], ir["spectrum"][band] / scale, ir["standard_error"][band] / scale
+    ax1.fill_between(w, mean - 2 * error, mean + 2 * error, color="C0", alpha=0.3, lw=0,
+                     label="± 2 standard errors")
+    ax1.plot(w, mean, "C0", lw=1, label=f"MD, {len(nvt['dipole'])} replicas (dipole ACF, NVE)")
+    for k, style in enumerate((":", "--")):
+        ax1.plot(w, ir["halves"][k][band] / scale, "k", ls=style, lw=0.6,
+                 label=f"half-ensemble {k + 1}")
     sticks = harmonic["intensities"] / harmonic["intensities"].max()
     ax1.vlines(harmonic["wavenumbers"], 0, sticks, colors="C3", lw=1.5, label="harmonic (model)")
-    ax1.set(xlabel="wavenumber (cm$^{-1}$)", ylabel="IR intensity (normalised)", xlim=(400, 3800))
-    ax1.legend()
+    ax1.set(xlabel="wavenumber (cm$^{-1}$)", ylabel="IR intensity (normalised)", xlim=(400, 3800),
+            title=f"half-ensemble relative L1 difference {ir['half_l1']:.1%}")
+    ax1.legend(fontsize=8)
     first_ps = nvt["time"] <= 1000.0
-    ax2.plot(nvt["time"][first_ps] / 1e3, (nvt["dipole"] - nvt["dipole"].mean(0))[first_ps], lw=0.8)
-    ax2.set(xlabel="time (ps), first ps of the NVT run", ylabel="dipole - mean (e·Å)")
+    dipole = nvt["dipole"][0]
+    ax2.plot(nvt["time"][first_ps] / 1e3, (dipole - dipole.mean(0))[first_ps], lw=0.8)
+    ax2.set(xlabel="time (ps), NVT replica 0", ylabel="dipole - mean (e·Å)")
     twin = ax2.twinx()
-    twin.plot(nvt["time"][first_ps] / 1e3, nvt["field"][first_ps, 2], "k", lw=0.8, alpha=0.5)
+    twin.plot(nvt["time"][first_ps] / 1e3, nvt["field"][0, first_ps, 2], "k", lw=0.8, alpha=0.5)
     twin.set_ylabel("field z (V/Å)")
     ax2.legend(["mu_x", "mu_y", "mu_z"], loc="upper left", fontsize=8)
     fig.tight_layout()
@@ -94,9 +107,12 @@ def main(argv=None):
     parser.add_argument("--field-amplitude", type=float, default=0.02, help="V/Å")
     parser.add_argument("--field-wavenumber", type=float, default=1000.0, help="cm^-1")
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
-    parser.add_argument("--nvt-ps", type=float, default=4.0)
-    parser.add_argument("--nve-segments", type=int, default=4)
-    parser.add_argument("--nve-ps", type=float, default=3.0)
+    parser.add_argument("--replicas", type=int, default=32, help="independent trajectories")
+    parser.add_argument("--nvt-ps", type=float, default=1.0, help="NVT in the field, per replica")
+    parser.add_argument("--nve-ps", type=float, default=2.0, help="field-free NVE, per replica")
+    parser.add_argument("--blocks", type=int, default=2,
+                        help="blocks per NVE trajectory averaged in the spectrum (more: smoother, "
+                             "coarser resolution)")
     parser.add_argument("--dt-fs", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/ethanol_ir")
@@ -120,26 +136,23 @@ def main(argv=None):
     record_every = 2
     nvt_steps = int(args.nvt_ps * 1e3 / args.dt_fs)
     protocol = field_protocol(args.protocol, args.field_amplitude, args.field_wavenumber, args.nvt_ps * 1e3)
-    common = dict(dt_fs=args.dt_fs, record_every=record_every, temperature_K=args.temperature)
-    print(f"NVT {args.nvt_ps} ps at {args.temperature} K, {args.protocol} field "
-          f"{args.field_amplitude} V/Å")
+    common = dict(dt_fs=args.dt_fs, record_every=record_every, temperature_K=args.temperature,
+                  replicas=args.replicas, frames_per_chunk=100)
+    print(f"NVT of {args.replicas} replicas, {args.nvt_ps} ps each at {args.temperature} K, "
+          f"{args.protocol} field {args.field_amplitude} V/Å")
     nvt = simulate.run(energy, shift, neighbor_fn, R, masses, protocol, steps=nvt_steps,
                        integrator="nvt_nose_hoover", key=jax.random.PRNGKey(args.seed),
                        output=os.path.join(args.out, "nvt.h5"), attrs=dict(vars(args)), **common)
-
-    # NVE segments in zero field from evenly spaced frames of the second half of the NVT run
-    starts = np.linspace(len(nvt["time"]) // 2, len(nvt["time"]) - 1, args.nve_segments).astype(int)
-    dipoles = []
-    for k, frame in enumerate(starts):
-        print(f"NVE segment {k + 1}/{args.nve_segments}: {args.nve_ps} ps from t = {nvt['time'][frame]:.0f} fs")
-        nve = simulate.run(energy, shift, neighbor_fn, jnp.asarray(nvt["positions"][frame]), masses,
-                           fields.constant([0.0, 0.0, 0.0]), steps=int(args.nve_ps * 1e3 / args.dt_fs),
-                           integrator="nve", momenta=masses[:, None] * nvt["velocities"][frame],
-                           output=os.path.join(args.out, f"nve_{k}.h5"), **common)
-        dipoles.append(nve["dipole"])
-    wavenumbers, spectrum = spectra.ir_from_dipoles(np.stack(dipoles), record_every * args.dt_fs,
-                                                    temperature_K=args.temperature)
-    plot(os.path.join(args.out, "ir.png"), wavenumbers, spectrum, harmonic, nvt)
+    # field-free NVE continuations of every replica's last NVT frame
+    print(f"NVE of {args.replicas} replicas, {args.nve_ps} ps each, zero field")
+    nve = simulate.run(energy, shift, neighbor_fn, jnp.asarray(nvt["positions"][:, -1]), masses,
+                       fields.constant([0.0, 0.0, 0.0]), steps=int(args.nve_ps * 1e3 / args.dt_fs),
+                       integrator="nve", momenta=masses[:, None] * nvt["velocities"][:, -1],
+                       output=os.path.join(args.out, "nve.h5"), **common)
+    ir = spectra.ir_ensemble(nve["dipole"], record_every * args.dt_fs, temperature_K=args.temperature,
+                             n_blocks=args.blocks)
+    wavenumbers, spectrum = ir["wavenumbers"], ir["spectrum"]
+    plot(os.path.join(args.out, "ir.png"), ir, harmonic, nvt)
 
     peaks, heights = md_peaks(wavenumbers, spectrum)
     strong = harmonic["intensities"] > 0.05 * harmonic["intensities"].max()
@@ -151,7 +164,9 @@ def main(argv=None):
                   for w, i in zip(harmonic["wavenumbers"], harmonic["intensities"])],
         md_peaks=[dict(wavenumber=float(w), relative_height=float(h)) for w, h in zip(peaks, heights)],
         strong_modes_md_vs_harmonic=pairs,
-        nvt_mean_temperature_K=float(nvt["temperature"][len(nvt["time"]) // 2:].mean()),
+        half_ensemble_relative_l1=ir["half_l1"], replicas=args.replicas,
+        nvt_mean_temperature_K=float(nvt["temperature"][:, len(nvt["time"]) // 2:].mean()),
+        nve_mean_temperature_K=float(nve["temperature"].mean()),
         wall_seconds=time.perf_counter() - start, settings=vars(args))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -162,6 +177,7 @@ def main(argv=None):
     print("| strong harmonic mode cm^-1 | nearest MD peak cm^-1 | MD - harmonic |\n|---|---|---|")
     for pair in pairs:
         print(f"| {pair['harmonic']:.0f} | {pair['md']:.0f} | {pair['shift']:+.0f} |")
+    print(f"half-ensemble relative L1 difference of the spectrum: {ir['half_l1']:.1%}")
     print(f"NVT mean temperature {summary['nvt_mean_temperature_K']:.0f} K; "
           f"wrote {args.out}/ir.png; wall time {summary['wall_seconds']:.0f} s")
     return summary

@@ -1,6 +1,11 @@
 """Ensembles in simulate.run: K replicas in one jitted program, each what a single run with its
 own key, start, momenta and field would give."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +66,47 @@ def test_one_replica_overflowing_reruns_the_chunk_for_all(ethanol):
                               momenta=momenta[k], neighbors=roomy, **options)
         for name in ("positions", "velocities", "dipole", "total_energy"):
             np.testing.assert_allclose(out[name][k], single[name], atol=1e-10, err_msg=f"{k} {name}")
+
+
+SHARDED = r"""
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+assert len(jax.devices()) == 4
+from ase.build import molecule
+from jax_md import space
+import jaxmd_efield as jef
+from jaxmd_efield import fields, simulate
+TINY = jef.EFieldNequIPConfig(species=(1, 6, 8), r_cut=4.0, hidden_irreps="8x0e + 4x1o", num_layers=1,
+                              num_basis=6, radial_hidden=8, readout_hidden=8)
+mol = molecule("CH3CH2OH")
+neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
+    space.free()[0], 10.0, mol.numbers, TINY, disable_cell_list=True, capacity_multiplier=2.0)
+R = jax.numpy.asarray(mol.positions)
+params = init_fn(jax.random.PRNGKey(1), R, neighbor_fn.allocate(R))
+energy = lambda R_, **kw: 0.05 * energy_fn(params, R_, **kw)
+options = dict(steps=20, record_every=2, integrator="nvt_langevin", progress=False,
+               frames_per_chunk=5, key=jax.random.PRNGKey(2))
+protocol = fields.sinusoidal(0.2, [0, 0, 1], frequency_THz=30.0)
+out = simulate.run(energy, space.free()[1], neighbor_fn, R, mol.get_masses(), protocol, replicas=8,
+                   field_scale=np.linspace(0, 1, 8), **options)
+assert len(out["final_state"].position.sharding.device_set) == 4
+for k, key in enumerate(jax.random.split(options.pop("key"), 8)):
+    single = simulate.run(energy, space.free()[1], neighbor_fn, R, mol.get_masses(),
+                          lambda t, k=k: k / 7 * protocol(t), key=key, **options)
+    for name in ("positions", "velocities", "dipole", "total_energy"):
+        np.testing.assert_allclose(out[name][k], single[name], rtol=1e-6, atol=1e-9, err_msg=name)
+print("sharded replicas equal single runs")
+"""
+
+
+def test_replicas_split_over_devices_equal_single_runs(tmp_path):
+    """On 4 forced host devices the 8 replicas are split over the devices and each equals its
+    single run on one device (1e-6 relative, float64)."""
+    env = dict(os.environ, XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""),
+                                               "--xla_force_host_platform_device_count=4"]))
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                            cwd=pathlib.Path(__file__).parent, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sharded replicas equal single runs" in result.stdout

@@ -5,6 +5,8 @@ import pathlib
 
 import jax.numpy as jnp
 
+from jaxmd_efield import simulate
+
 
 def load(name):
     path = pathlib.Path(__file__).parents[1] / "simulations" / f"{name}.py"
@@ -22,12 +24,14 @@ def test_quickstart_runs():
 
 def test_main_command_short_run(tmp_path):
     """simulations/ethanol_ir.py (the README's main command) end to end, shortened."""
-    summary = load("ethanol_ir").main(["--nvt-ps", "0.2", "--nve-segments", "2", "--nve-ps", "0.2",
+    summary = load("ethanol_ir").main(["--nvt-ps", "0.2", "--replicas", "4", "--nve-ps", "0.2",
                                        "--out", str(tmp_path)])
-    for name in ("nvt.h5", "nve_0.h5", "nve_1.h5", "ir.png", "summary.json"):
+    for name in ("nvt.h5", "nve.h5", "ir.png", "summary.json"):
         assert (tmp_path / name).exists(), name
-    assert len(summary["harmonic"]) == 21 and summary["md_peaks"]
-    assert 100 < summary["nvt_mean_temperature_K"] < 600
+    assert len(summary["harmonic"]) == 21 and summary["md_peaks"] and summary["replicas"] == 4
+    assert 100 < summary["nvt_mean_temperature_K"] < 600 and 0 < summary["half_ensemble_relative_l1"] < 2
+    nve, attrs = simulate.read_trajectory(str(tmp_path / "nve.h5"))
+    assert attrs["replicas"] == 4 and nve["dipole"].shape == (4, 200, 3)
 
 
 def test_periodic_example_matches_free_space(tmp_path):

@@ -66,3 +66,28 @@ def test_broadening_keeps_area():
     grid = np.linspace(0, 4000, 40001)
     line = spectra.broaden([1000.0, 2000.0], [1.0, 3.0], grid, fwhm=10.0)
     np.testing.assert_allclose(np.trapezoid(line, grid), 4.0, rtol=5e-3)
+
+
+def test_ensemble_spectrum_error_and_half_agreement():
+    """The ensemble spectrum is the spectrum of all trajectories together; the half-ensemble
+    difference is zero for two identical halves and shrinks about as 1/sqrt(K) (8x the
+    replicas: about 2.8x smaller)."""
+    dt, nu0 = 1.0, 1500.0
+    t = np.arange(1024) * dt
+    rng = np.random.default_rng(3)
+
+    def replicas(k):
+        phase = rng.uniform(0, 2 * np.pi, size=(k, 1))
+        line = 0.05 * np.cos(2 * np.pi * units.SPEED_OF_LIGHT_CM_PER_FS * nu0 * t + phase)
+        return np.stack([line, 0.01 * rng.normal(size=line.shape), np.zeros_like(line)], axis=-1)
+
+    few, many = replicas(8), replicas(64)
+    out = spectra.ir_ensemble(few, dt)
+    wavenumbers, together = spectra.ir_from_dipoles(few, dt)
+    np.testing.assert_allclose(out["spectrum"], together, rtol=1e-10, atol=1e-14)
+    assert out["standard_error"].shape == together.shape and np.all(out["standard_error"] >= 0)
+    assert spectra.ir_ensemble(np.concatenate([few[:4], few[:4]]), dt)["half_l1"] == 0.0
+    ratio = out["half_l1"] / spectra.ir_ensemble(many, dt)["half_l1"]
+    assert 1.8 < ratio < 4.5, ratio
+    with pytest.raises(ValueError, match="K >= 2 replicas"):
+        spectra.ir_ensemble(few[:1], dt)
