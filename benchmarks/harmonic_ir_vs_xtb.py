@@ -1,13 +1,15 @@
-"""Harmonic IR of the shipped ethanol model against GFN2-xTB's own, at the same geometry.
+"""Harmonic IR of the shipped ethanol model (or any model and molecule) against GFN2-xTB's own,
+at the same geometry.
 
-The geometry is ethanol relaxed with GFN2-xTB. The reference harmonic IR is ASE's
+The geometry is the molecule relaxed with GFN2-xTB. The reference harmonic IR is ASE's
 `Infrared` (finite differences of the xTB forces and dipoles, delta 0.01 Å); the model's
 comes from its autodiff Hessian and Born charges (`spectra.harmonic_ir`). Modes are paired in
-order of wavenumber (3N - 6 = 21 each; the 6 rigid-body modes of the finite-difference Hessian,
+order of wavenumber (3N - 6 each, 21 for ethanol; the 6 rigid-body modes of the finite-difference Hessian,
 the six closest to zero, are dropped). Prints the table and the RMS wavenumber error over the
-modes above 500 cm^-1 (target <= 10 cm^-1), and writes results/harmonic_ir_vs_xtb.json.
+modes above 500 cm^-1 (target <= 10 cm^-1), and writes results/harmonic_ir_vs_xtb.json
+(results/harmonic_ir_vs_xtb_<molecule>.json for another molecule).
 
-    python benchmarks/harmonic_ir_vs_xtb.py [--model ethanol-gfn2]
+    python benchmarks/harmonic_ir_vs_xtb.py [--model ethanol-gfn2] [--molecule CH3CH2OH]
 """
 
 import argparse
@@ -35,18 +37,19 @@ def xtb_harmonic(atoms):
         ir.run()
         wavenumbers = np.real(ir.get_frequencies())  # cm^-1 (imaginary ones as complex)
         intensities = ir.intensities * DEBYE2_PER_A2_AMU_TO_KM_MOL
-    keep = np.sort(np.argsort(np.abs(wavenumbers))[6:])
+    keep = np.sort(np.argsort(np.abs(wavenumbers))[6:])  # (5 rigid-body modes if linear: not here)
     return wavenumbers[keep], intensities[keep]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="ethanol-gfn2")
+    parser.add_argument("--model", default="ethanol-gfn2", help="shipped name or model .npz")
+    parser.add_argument("--molecule", default="CH3CH2OH", help="ase.build.molecule name")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     model = jef.load_pretrained(args.model)
 
-    atoms = molecule("CH3CH2OH")
+    atoms = molecule(args.molecule)
     atoms.calc = XTBFieldCalculator()
     ase.optimize.BFGS(atoms, logfile=None).run(fmax=1e-4, steps=1000)
     ref_w, ref_i = xtb_harmonic(atoms)
@@ -67,8 +70,9 @@ def main(argv=None):
           f"(max {np.abs(w[high] - ref_w[high]).max():.1f}); mean absolute intensity error "
           f"{np.mean(np.abs(i - ref_i)):.1f} km/mol")
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "harmonic_ir_vs_xtb.json"), "w") as f:
-        json.dump(dict(model=args.model, rms_above_500=rms, xtb=dict(wavenumbers=ref_w.tolist(),
+    name = "harmonic_ir_vs_xtb" + ("" if args.molecule == "CH3CH2OH" else f"_{args.molecule}")
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(dict(model=args.model, molecule=args.molecule, rms_above_500=rms, xtb=dict(wavenumbers=ref_w.tolist(),
                        intensities=ref_i.tolist()), model_result=dict(wavenumbers=w.tolist(),
                        intensities=i.tolist())), f, indent=1)
 

@@ -163,6 +163,27 @@ def edge_vectors(batch, positions=None, cell=None):
     return jnp.where(batch["edge_mask"][:, None], vectors, 1.0)
 
 
+def shard(batch, devices=None):
+    """A packed batch (or any dict of arrays with leading atom, edge or structure axes) placed
+    on `devices` (default: all of jax.devices()) with its atom and edge axes split over them
+    (`jax.sharding.NamedSharding`; structure-level arrays replicated), so that a jitted model
+    call runs on all devices: a batch of many structures is split roughly by structure (data
+    parallel), one large structure by its edges. XLA partitions the computation and inserts the
+    communication; results equal the single-device ones. Returned unchanged on one device; an
+    axis the devices do not divide stays whole."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices() if devices is None else list(devices)
+    if len(devices) == 1:
+        return batch
+    mesh = Mesh(np.array(devices), ("devices",))
+    split, whole = NamedSharding(mesh, PartitionSpec("devices")), NamedSharding(mesh, PartitionSpec())
+    long_axes = {len(batch["node_mask"]), len(batch["edge_mask"])} - {len(batch["graph_mask"])}
+    return {k: jax.device_put(v, split if len(v) in long_axes and len(v) % len(devices) == 0 else whole)
+            for k, v in batch.items()}
+
+
 PER_ATOM = ("forces", "born_charges")  # outputs with one entry per atom; the rest per structure
 
 

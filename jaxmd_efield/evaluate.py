@@ -111,7 +111,8 @@ def graphs(model, structures, field=None):
             for k, (atoms, f) in enumerate(zip(structures, fields))]
 
 
-def predict(model, structures, field=None, response=False, max_atoms=1024, progress=None):
+def predict(model, structures, field=None, response=False, max_atoms=1024, progress=None,
+            devices=None):
     """Predictions of a trained `model` for a list of ase.Atoms (molecules and/or fully
     periodic cells, any sizes and species of the model), packed many to a call.
 
@@ -119,6 +120,8 @@ def predict(model, structures, field=None, response=False, max_atoms=1024, progr
     response: energy models also give polarizability and born_charges (one more forward pass).
     max_atoms: atoms per packed batch (a larger structure gets a batch of its own).
     progress: show a progress bar (default: when there are more than 100 structures).
+    devices: every batch is split over these (default: all of jax.devices(); `batch.shard`),
+    so a structure too large for one device runs on several.
 
     Returns one dict per structure, in order: energy (eV, float), forces (N, 3) eV/Å, dipole (3,)
     e·Å [, polarizability (3, 3) e·Å²/V, born_charges (N, 3, 3) e] for energy models;
@@ -135,7 +138,8 @@ def predict(model, structures, field=None, response=False, max_atoms=1024, progr
     show = len(structures) > 100 if progress is None else progress
     for graphs_in_batch in tqdm(groups, desc="predict", unit="batch", disable=not show):
         packed = batching.pack(graphs_in_batch, budget)
-        results += batching.unpack(packed, fn(model.params, packed), len(graphs_in_batch))
+        outputs = fn(model.params, batching.shard(packed, devices))
+        results += batching.unpack(packed, outputs, len(graphs_in_batch))
     for r in results:
         if "energy" in r:
             r["energy"] = float(r["energy"])

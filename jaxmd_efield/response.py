@@ -84,7 +84,8 @@ def fold_polarization(difference, cell, periodic):
     [-1/2, 1/2] (as Allegro-pol does; any cell shape). Rows where `periodic` (G,) is False
     (molecules) are returned unchanged. jnp; differentiable in `difference` (rounding is
     piecewise constant), also on numpy input."""
-    periodic = jnp.asarray(periodic, bool)
+    periodic, cell = jnp.asarray(periodic, bool), jnp.asarray(cell)
+    difference = jnp.asarray(difference, cell.dtype)
     safe_cell = jnp.where(periodic[:, None, None], cell, jnp.eye(3, dtype=cell.dtype))
     fractional = jnp.linalg.solve(jnp.swapaxes(safe_cell, -1, -2), difference[..., None])[..., 0]
     folded = jnp.einsum("ga,gab->gb", fractional - jnp.round(fractional), safe_cell)

@@ -354,15 +354,16 @@ def _jitted_predict(task, response):
     return jax.jit(lambda params, batch: task.predict(params, batch, response=response))
 
 
-def predict_all(task, params, data, batch_size, response=None):
-    """Predictions for every row of `data` (padded batches of a fixed shape)."""
+def predict_all(task, params, data, batch_size, response=None, devices=None):
+    """Predictions for every row of `data` (padded batches of a fixed shape; split over
+    `devices`, default all, with `batch.shard`)."""
     rows = task.rows(data)
     if response is None:
         response = task.response and len(task.response_rows(rows)) > 0
     predict = _jitted_predict(task, response)
     chunks = []
     for idx in task.batches(rows, np.arange(task.num_rows(rows)), batch_size, drop_remainder=False):
-        out = jax.device_get(predict(params, task.batch(rows, idx, batch_size)))
+        out = jax.device_get(predict(params, batching.shard(task.batch(rows, idx, batch_size), devices)))
         chunks.append(task.unbatch(out, rows, idx))
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -393,7 +394,7 @@ def _optimizer_and_step(task, settings):
 
 
 def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=False,
-          progress=True, stop_after=None, init_params=None, run_config=None):
+          progress=True, stop_after=None, init_params=None, run_config=None, devices=None):
     """Train `task`; writes checkpoint.npz and metrics.csv to `out_dir`.
 
     Deterministic for given data, settings and seed: batch order of epoch e comes from
@@ -405,6 +406,9 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
     `stop_after` ends the run early after that many steps (to test resuming).
     `init_params` starts from given parameters (fine-tuning a trained model: a warm restart
     with a fresh optimiser and schedule) instead of a random initialisation.
+    `devices` (default: all of jax.devices()): every batch is split over them (`batch.shard`:
+    data parallel, parameters replicated; XLA reduces the gradients), giving the updates of one
+    device.
     Returns the final state dict (params, ema_params, opt_state, step, ...); its
     `compilations` counts the compilations of the train step: one per step kind (with and
     without response terms), so any more would be a recompilation.
@@ -446,7 +450,8 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
             ends.append((ends[-1] if ends else 0) + len(epoch_plan(stream, len(ends))))
         epoch = int(np.searchsorted(ends, index, side="right"))
         position = index - (ends[epoch - 1] if epoch else 0)
-        return task.batch(rows, epoch_plan(stream, epoch)[position], settings.batch_size)
+        return batching.shard(task.batch(rows, epoch_plan(stream, epoch)[position], settings.batch_size),
+                              devices)
 
     schedule, optimizer, train_step, traces = _optimizer_and_step(task, settings)
 
@@ -481,8 +486,8 @@ def train(task, train_data, val_data, settings: TrainSettings, out_dir, resume=F
         bar.set_postfix(loss=f"{np.mean(running[-50:]):.3g}")
         step = state["step"]
         if step % settings.eval_every == 0 or step == settings.steps:
-            metrics = task.metrics(predict_all(task, state["ema_params"], val_data, settings.batch_size),
-                                   val_data)
+            metrics = task.metrics(predict_all(task, state["ema_params"], val_data, settings.batch_size,
+                                               devices=devices), val_data)
             _append_csv(os.path.join(out_dir, "metrics.csv"),
                         dict(step=step, lr=float(schedule(step)), train_loss=np.mean(running), **metrics))
             running = []
