@@ -70,6 +70,9 @@ print(sum(hits))
             for _ in range(2)]
     hits = [int(r.stdout.split()[-1]) for r in runs]
     assert hits[0] == 0 and hits[1] >= 1, hits
-    for script in list((pathlib.Path(__file__).parents[1] / "simulations").glob("*.py")) + [
-            pathlib.Path(__file__).parents[1] / "training" / "train.py"]:
+    root = pathlib.Path(__file__).parents[1]
+    for script in root.glob("simulations/*.py"):
         assert "use_persistent_cache()" in script.read_text().split('if __name__ == "__main__":')[1], script
+    for tool in ("train", "predict"):  # the console scripts' entry points
+        assert "use_persistent_cache()" in (root / "jaxmd_efield" / "cli" / f"{tool}.py").read_text().split(
+            "def cli():")[1], tool
