@@ -60,12 +60,17 @@ def offsets(num_atoms):
     return np.concatenate([[0], np.cumsum(num_atoms)]).astype(int)
 
 
+def atom_indices(num_atoms, indices):
+    """Indices into the per-atom arrays of the atoms of structures `indices`, in that order."""
+    start = offsets(num_atoms)
+    return np.concatenate([np.arange(start[k], start[k + 1]) for k in indices] or [np.zeros(0, int)])
+
+
 def subset(data, indices, num_atoms=None):
     """The structures `indices` (in that order) of a data set, or of predictions laid out like
     one (then pass the data set's `num_atoms`)."""
     indices = np.asarray(indices, int)
-    start = offsets(data["num_atoms"] if num_atoms is None else num_atoms)
-    atoms = np.concatenate([np.arange(start[k], start[k + 1]) for k in indices] or [np.zeros(0, int)])
+    atoms = atom_indices(data["num_atoms"] if num_atoms is None else num_atoms, indices)
     return {k: np.asarray(v)[atoms if k in PER_ATOM else indices] for k, v in data.items()}
 
 

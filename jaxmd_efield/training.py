@@ -97,7 +97,7 @@ class EnergyTask:
                   cell=data["cell"][k], pbc=bool(data["pbc"][k])),
             self.config.r_cut, self.config.species, data["field"][k], name=f"structure {k}")
             for k in range(len(data["num_atoms"]))]
-        return dict(data, graphs=graphs, num_edges=batching.sizes(graphs)[1], start=start)
+        return dict(data, graphs=graphs, num_edges=batching.sizes(graphs)[1])
 
     @staticmethod
     def num_rows(rows):
@@ -131,7 +131,7 @@ class EnergyTask:
         n = len(indices)
         per_structure = dict(weight=np.ones(n), num_atoms=rows["num_atoms"][indices],
                              periodic=rows["pbc"][indices])
-        atoms = np.concatenate([np.arange(rows["start"][k], rows["start"][k + 1]) for k in indices])
+        atoms = data_io.atom_indices(rows["num_atoms"], indices)
         per_atom = {}
         for label in data_io.LABELS:
             if label in self.weights or label in rows:
@@ -520,15 +520,16 @@ def parity_plots(predictions, data, path, title=""):
     keys = [k for k in labels if k in predictions]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6))
     for ax, key in zip(np.atleast_1d(axes), keys):
-        ref = np.asarray(data[key] if not isinstance(data[key], list) else np.concatenate(data[key]))
-        pred = np.asarray(predictions[key])
+        ref = np.array(data[key] if not isinstance(data[key], list) else np.concatenate(data[key]))
+        pred = np.array(predictions[key])  # copies: the energies are shifted below
         if f"has_{key}" in data:  # only the structures (their atoms) that carry the label
             rows = np.asarray(data[f"has_{key}"], bool)
             rows = np.repeat(rows, data["num_atoms"]) if key in data_io.PER_ATOM else rows
             ref, pred = ref[rows], pred[rows]
         if key == "energy":  # relative to the mean reference energy of each molecule
-            for formula in set(data_io.formulas(data)):
-                same = data_io.formulas(data)[data_io.has(data, "energy")] == formula
+            formulas = data_io.formulas(data)[data_io.has(data, "energy")]
+            for formula in set(formulas):
+                same = formulas == formula
                 pred[same], ref[same] = pred[same] - ref[same].mean(), ref[same] - ref[same].mean()
         ref, pred = ref.ravel(), pred.ravel()
         ax.plot(ref, pred, ".", ms=2, alpha=0.5)

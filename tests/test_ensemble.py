@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax_md import space
 
 import jaxmd_efield as jef
@@ -110,3 +111,15 @@ def test_replicas_split_over_devices_equal_single_runs(tmp_path):
                             cwd=pathlib.Path(__file__).parent, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sharded replicas equal single runs" in result.stdout
+
+
+def test_bad_ensemble_arguments(ethanol):
+    args = (scaled(ethanol), ethanol["shift"], ethanol["neighbor_fn"])
+    starts = jnp.stack([ethanol["R"]] * 2)
+    with pytest.raises(ValueError, match=r"R must be \(N, 3\) or, with replicas=K, \(K, N, 3\)"):
+        simulate.run(*args, starts, ethanol["masses"], PROTOCOL, steps=2, record_every=1)
+    with pytest.raises(ValueError, match="field_fn is one protocol or a list of 3"):
+        simulate.run(*args, ethanol["R"], ethanol["masses"], [PROTOCOL] * 2, steps=2, record_every=1,
+                     replicas=3)
+    with pytest.raises(ValueError, match="replicas must be >= 1"):
+        simulate.run(*args, ethanol["R"], ethanol["masses"], PROTOCOL, steps=2, record_every=1, replicas=0)

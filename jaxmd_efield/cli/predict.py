@@ -52,8 +52,7 @@ def main(argv=None):
     model = checkpoint.load_pretrained(args.model)
     frames = ase.io.read(args.structures, args.index)
     frames = frames if isinstance(frames, list) else [frames]
-    data = data_io.from_atoms(frames, source=args.structures)
-    data_io.validate(data, model.config.species, source=args.structures)
+    data = data_io.from_atoms(frames, source=args.structures)  # labels, fields; predict checks species
     field = args.field if args.field is not None else (data["field"] if model.kind == "energy" else None)
     results = evaluate.predict(model, frames, field=field, response=args.response,
                                max_atoms=args.max_atoms)

@@ -96,8 +96,7 @@ def breakdown(task, predictions, data):
             rows = np.flatnonzero(rows)
             out[name] = dict(n=len(rows), **task.metrics(
                 data_io.subset(predictions, rows, data["num_atoms"]),
-                data_io.subset({k: v for k, v in data.items() if k not in ("graphs", "num_edges", "start")},
-                               rows)))
+                data_io.subset(data, rows)))
     return out
 
 
@@ -181,7 +180,7 @@ def main(argv=None):
                "wall_seconds_this_run": wall, "compilations_of_train_step": state["compilations"],
                **{f"n_{name}": n for name, n in sizes.items()}, "config": cfg}
     if kind == "energy":
-        summary[f"{report}_breakdown"] = breakdown(task, predictions, rows)
+        summary[f"{report}_breakdown"] = breakdown(task, predictions, splits[report])
     training.save_summary(os.path.join(out, "summary.json"), summary)
     metadata = {f"{report}_metrics": metrics, "steps": state["step"], "data": cfg["data"],
                 "training_config": cfg}
