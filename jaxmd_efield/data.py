@@ -164,6 +164,37 @@ def from_samples(samples):
     return out
 
 
+def concatenate(datasets):
+    """One data set of the structures of `datasets`, in order. A label some of them lack gets a
+    has_<label> mask. Trajectory numbers are shifted so that runs of different data sets stay
+    apart (the first data set's keep their numbers; one without them counts each structure as
+    its own run). Temperature is kept only where every data set has it."""
+    if not datasets:
+        raise ValueError("no data sets to concatenate")
+    sizes = [len(d["num_atoms"]) for d in datasets]
+    out = {}
+    for key in (*STRUCTURE, *LABELS):
+        if all(key not in d for d in datasets):
+            continue
+        parts = [np.asarray(d[key]) if key in d else
+                 np.zeros((len(d["numbers"]) if key in PER_ATOM else m, *SHAPES[key]))
+                 for d, m in zip(datasets, sizes)]
+        out[key] = np.concatenate(parts)
+        if key in LABELS:
+            present = np.concatenate([has(d, key) for d in datasets])
+            if not present.all():
+                out[f"has_{key}"] = present
+    if all("temperature" in d for d in datasets):
+        out["temperature"] = np.concatenate([d["temperature"] for d in datasets])
+    if any("trajectory" in d for d in datasets):
+        runs = []
+        for d, m in zip(datasets, sizes):
+            ids = np.asarray(d["trajectory"], int) if "trajectory" in d else np.arange(m)
+            runs.append(ids + (runs[-1].max() + 1 - ids.min() if runs else 0))
+        out["trajectory"] = np.concatenate(runs)
+    return out
+
+
 #: where `from_atoms` looks for each label, in order: names in ASE's single-point results (what
 #: ase.io.read makes of energy, forces, dipole, born_effective_charges, polarization), then in
 #: `info` (per structure) and `arrays` (per atom)

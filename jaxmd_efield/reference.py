@@ -68,6 +68,32 @@ def xtb_field_derivatives(numbers, positions, field=(0.0, 0.0, 0.0), field_step=
     return dict(polarizability=0.5 * (dmu + dmu.T), born_charges=dforces.transpose(1, 0, 2))
 
 
+def xtb_harmonic_raman(numbers, positions, masses, field=(0.0, 0.0, 0.0), displacement=0.01,
+                       field_step=0.005, accuracy=0.001):
+    """GFN2-xTB harmonic Raman: the Hessian from central differences of the forces and the
+    polarizability derivatives from central differences (steps of `displacement` Å) of the
+    finite-field polarizability (`xtb_field_derivatives`), 7 single points per displaced
+    geometry (42 N in all). Returns the dict of `spectra.harmonic_raman` (same conventions)."""
+    from jaxmd_efield.spectra import raman_modes
+
+    positions = np.asarray(positions, dtype=float)
+    n = len(numbers)
+    hessian, dalpha_dR = np.zeros((3 * n, 3 * n)), np.zeros((3, 3, n, 3))
+    for i in range(n):
+        for c in range(3):
+            sides = []
+            for sign in (1, -1):
+                R = positions.copy()
+                R[i, c] += sign * displacement
+                forces = xtb_in_field(numbers, R, field, accuracy=accuracy)["forces"]
+                alpha = xtb_field_derivatives(numbers, R, field, field_step, accuracy=accuracy)["polarizability"]
+                sides.append((forces, alpha))
+            (f_plus, a_plus), (f_minus, a_minus) = sides
+            hessian[:, 3 * i + c] = -(f_plus - f_minus).ravel() / (2 * displacement)
+            dalpha_dR[:, :, i, c] = (a_plus - a_minus) / (2 * displacement)
+    return raman_modes(0.5 * (hessian + hessian.T), dalpha_dR, positions, masses)
+
+
 class XTBFieldCalculator(Calculator):
     """ASE calculator: GFN2-xTB in a uniform field (V/Å), for ASE's MD drivers and tools.
     Properties energy (eV), forces (eV/Å), dipole (e·Å)."""

@@ -44,7 +44,7 @@ from jaxmd_efield import response, units
 INTEGRATORS = ("nvt_nose_hoover", "nvt_langevin", "nve")
 FRAME_UNITS = dict(time="fs", positions="Å", velocities="Å/fs", potential_energy="eV",
                    kinetic_energy="eV", total_energy="eV", temperature="K", field="V/Å",
-                   dipole="e·Å")
+                   dipole="e·Å", polarizability="e·Å²/V", born_charges="e")
 #: reallocations of the neighbor list for one chunk before `run` gives up.
 MAX_REALLOCATIONS = 5
 
@@ -122,7 +122,7 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
         record_every=10, integrator="nvt_nose_hoover", temperature_K=300.0, key=None,
         tau_fs=None, friction_per_fs=0.01, frames_per_chunk=50, observables=None,
         output=None, attrs=None, progress=True, neighbors=None, momenta=None, replicas=None,
-        field_scale=None):
+        field_scale=None, record_response=False):
     """Run MD in the field protocol `field_fn(t_fs) -> (3,) V/Å` and record frames.
 
     energy_fn(R, neighbor=..., field=...) -> eV (e.g. a builder's energy_fn with params bound);
@@ -130,6 +130,9 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     steps: MD steps (rounded up to whole frames); record_every: steps between frames.
     observables: {name: fn(R, neighbor, field) -> array}, recorded with every frame (neighbor:
     the energy model's list; an observable with another cutoff brings its own).
+    record_response: also record the polarizability (3, 3) e·Å²/V and Born charges (N, 3, 3) e
+    with every frame, from one extra forward-over-reverse pass per frame (the steps between
+    frames cost what they cost without it): the input of `spectra.raman_from_polarizabilities`.
     output: HDF5 path (written as the run goes) or None. neighbors: a neighbor list to start
     from (updated to R first). momenta: initial momenta (N, 3) in amu·Å/fs, else drawn at
     temperature_K.
@@ -219,6 +222,10 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                       temperature=temperature / units.KB, field=field, dipole=dipole,
                       **{name: jax.vmap(fn)(state.position, nbrs, field)
                          for name, fn in observables.items()})
+        if record_response:
+            linear = jax.vmap(lambda R_, nb, F: response.field_response(energy_fn)(R_, field=F, neighbor=nb))(
+                state.position, nbrs, field)
+            record.update(polarizability=linear["polarizability"], born_charges=linear["born_charges"])
         return (state, nbrs, (energy, dipole), first_bad), (t, record)
 
     @functools.partial(jax.jit, static_argnums=3)

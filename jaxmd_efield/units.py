@@ -35,5 +35,8 @@ WAVENUMBER_PER_SQRT_EV_A2_AMU = math.sqrt(EV_J / (1e-20 * AMU_KG)) / (2 * math.p
 #: km/mol per e²/amu: IR intensity N_A / (12 eps0 c²) |dmu/dQ|² of a normal mode.
 KM_MOL_PER_E2_AMU = 6.02214076e23 / (12 * 8.8541878128e-12 * 2.99792458e8**2) \
     * EV_J**2 / AMU_KG / 1e3
+#: Coulomb's constant 1 / (4 pi eps0) in eV·Å/e²; times a polarizability in e·Å²/V gives the
+#: polarizability volume in Å^3 (what Raman activities are quoted in).
+COULOMB_EV_A = 8.9875517923e9 * EV_J * 1e10
 #: hbar in eV fs.
 HBAR_EV_FS = 0.6582119569

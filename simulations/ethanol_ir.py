@@ -1,15 +1,17 @@
 """Ethanol in a time-varying field with the shipped model: an ensemble of NVT trajectories in the
 field, then field-free NVE continuations of each, the IR spectrum from the dipole
 autocorrelation averaged over the ensemble (with its standard error, and the two half-ensembles
-compared as a convergence check), and the harmonic IR for comparison.
+compared as a convergence check), and the harmonic IR for comparison; the Raman spectrum from
+the polarizability recorded along the same NVE runs, beside the harmonic Raman activities.
 
     python simulations/ethanol_ir.py                      # defaults: a few minutes on 2 cores
     python simulations/ethanol_ir.py --protocol pulse --temperature 400 --replicas 64
     python simulations/ethanol_ir.py --model my_model.npz --molecule CH3OH   # any molecule
 
-Writes OUT/nvt.h5 and OUT/nve.h5 (trajectories with a leading replica axis), OUT/ir.png (IR
-spectrum from MD with its uncertainty band and the harmonic sticks, and the dipole/field trace
-of one NVT replica) and OUT/summary.json.
+Writes OUT/nvt.h5 and OUT/nve.h5 (trajectories with a leading replica axis; NVE frames carry
+the polarizability and Born charges), OUT/ir.png (IR spectrum from MD with its uncertainty band
+and the harmonic sticks, and the dipole/field trace of one NVT replica), OUT/raman.png (Raman
+from MD: unpolarized, VV and VH, with the harmonic activities) and OUT/summary.json.
 """
 
 import argparse
@@ -59,6 +61,34 @@ def md_peaks(wavenumbers, spectrum, lo=500.0, hi=4000.0, smooth_cm=8.0, prominen
     return w[index], s[index]
 
 
+def plot_raman(path, raman, halves, harmonic, replicas):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = raman["wavenumbers"]
+    band = (w > 200) & (w < 3800)
+    scale = raman["unpolarized"][band].max()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(w[band], raman["unpolarized"][band] / scale, "C0", lw=1,
+            label=f"MD, {replicas} replicas: unpolarized (polarizability ACF, NVE)")
+    ax.plot(w[band], raman["vv"][band] / scale, "C2", lw=0.7, label="MD: polarized (VV)")
+    ax.plot(w[band], raman["vh"][band] / scale, "C1", lw=0.7, label="MD: depolarized (VH)")
+    for half, style in zip(halves, (":", "--")):
+        ax.plot(w[band], half[band] / scale, "k", ls=style, lw=0.5)
+    sticks = harmonic["activities"] / harmonic["activities"].max()
+    ax.vlines(harmonic["frequencies"], 0, sticks, colors="C3", lw=1.5,
+              label="harmonic activities (model)")
+    ax.set(xlabel="Raman shift (cm$^{-1}$)", ylabel="Raman activity (normalised)", xlim=(200, 3800),
+           title="Raman: activity density from MD (classical) and harmonic activities; dotted, "
+                 "dashed: half-ensembles")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot(path, ir, harmonic, nvt):
     import matplotlib
     matplotlib.use("Agg")
@@ -76,7 +106,7 @@ def plot(path, ir, harmonic, nvt):
         ax1.plot(w, ir["halves"][k][band] / scale, "k", ls=style, lw=0.6,
                  label=f"half-ensemble {k + 1}")
     sticks = harmonic["intensities"] / harmonic["intensities"].max()
-    ax1.vlines(harmonic["wavenumbers"], 0, sticks, colors="C3", lw=1.5, label="harmonic (model)")
+    ax1.vlines(harmonic["frequencies"], 0, sticks, colors="C3", lw=1.5, label="harmonic (model)")
     ax1.set(xlabel="wavenumber (cm$^{-1}$)", ylabel="IR intensity (normalised)", xlim=(400, 3800),
             title=f"half-ensemble relative L1 difference {ir['half_l1']:.1%}")
     ax1.legend(fontsize=8)
@@ -135,37 +165,53 @@ def main(argv=None):
         displacement, 10.0, atoms.numbers, model.config, disable_cell_list=True, capacity_multiplier=1.5)
     energy = functools.partial(energy_fn, model.params)
     nbrs = neighbor_fn.allocate(R)
-    harmonic = spectra.harmonic_ir(energy, R, masses, neighbor=nbrs)
+    harmonic = spectra.harmonic_raman(energy, R, masses, neighbor=nbrs)  # with the IR intensities
 
-    record_every = 2
+    # NVE frames every 4 fs (resolving up to 4170 cm^-1) with the polarizability for Raman
+    record_every = dict(nvt=2, nve=max(1, round(4.0 / args.dt_fs)))
     nvt_steps = int(args.nvt_ps * 1e3 / args.dt_fs)
     protocol = field_protocol(args.protocol, args.field_amplitude, args.field_wavenumber, args.nvt_ps * 1e3)
-    common = dict(dt_fs=args.dt_fs, record_every=record_every, temperature_K=args.temperature,
-                  replicas=args.replicas, frames_per_chunk=100)
+    common = dict(dt_fs=args.dt_fs, temperature_K=args.temperature, replicas=args.replicas)
     print(f"NVT of {args.replicas} replicas, {args.nvt_ps} ps each at {args.temperature} K, "
           f"{args.protocol} field {args.field_amplitude} V/Å")
     nvt = simulate.run(energy, shift, neighbor_fn, R, masses, protocol, steps=nvt_steps,
                        integrator="nvt_nose_hoover", key=jax.random.PRNGKey(args.seed),
-                       output=os.path.join(args.out, "nvt.h5"), attrs=dict(vars(args)), **common)
+                       output=os.path.join(args.out, "nvt.h5"), attrs=dict(vars(args)),
+                       record_every=record_every["nvt"], frames_per_chunk=100, **common)
     # field-free NVE continuations of every replica's last NVT frame
     print(f"NVE of {args.replicas} replicas, {args.nve_ps} ps each, zero field")
     nve = simulate.run(energy, shift, neighbor_fn, jnp.asarray(nvt["positions"][:, -1]), masses,
                        fields.constant([0.0, 0.0, 0.0]), steps=int(args.nve_ps * 1e3 / args.dt_fs),
                        integrator="nve", momenta=masses[:, None] * nvt["velocities"][:, -1],
-                       output=os.path.join(args.out, "nve.h5"), **common)
-    ir = spectra.ir_ensemble(nve["dipole"], record_every * args.dt_fs, temperature_K=args.temperature,
+                       output=os.path.join(args.out, "nve.h5"), record_every=record_every["nve"],
+                       frames_per_chunk=25, record_response=True, **common)
+    frame_fs = record_every["nve"] * args.dt_fs
+    ir = spectra.ir_ensemble(nve["dipole"], frame_fs, temperature_K=args.temperature,
                              n_blocks=args.blocks)
     wavenumbers, spectrum = ir["wavenumbers"], ir["spectrum"]
     plot(os.path.join(args.out, "ir.png"), ir, harmonic, nvt)
+    raman_of = functools.partial(spectra.raman_from_polarizabilities, dt_fs=frame_fs,
+                                 temperature_K=args.temperature, n_blocks=args.blocks)
+    raman = raman_of(nve["polarizability"])
+    half = args.replicas // 2
+    raman_halves = [raman_of(nve["polarizability"][part])["unpolarized"]
+                    for part in (slice(0, half), slice(half, 2 * half))]
+    inside = (raman["wavenumbers"] > 400) & (raman["wavenumbers"] < 3800)
+    raman_half_l1 = float(np.abs(raman_halves[0] - raman_halves[1])[inside].sum()
+                          / (0.5 * (raman_halves[0] + raman_halves[1]))[inside].sum())
+    plot_raman(os.path.join(args.out, "raman.png"), raman, raman_halves, harmonic, args.replicas)
 
     peaks, heights = md_peaks(wavenumbers, spectrum)
     strong = harmonic["intensities"] > 0.05 * harmonic["intensities"].max()
     pairs = [dict(harmonic=float(w), md=float(peaks[np.argmin(np.abs(peaks - w))]),
                   shift=float(peaks[np.argmin(np.abs(peaks - w))] - w))
-             for w in harmonic["wavenumbers"][strong & (harmonic["wavenumbers"] > 500)] if len(peaks)]
+             for w in harmonic["frequencies"][strong & (harmonic["frequencies"] > 500)] if len(peaks)]
     summary = dict(
-        harmonic=[dict(wavenumber=float(w), intensity_km_mol=float(i))
-                  for w, i in zip(harmonic["wavenumbers"], harmonic["intensities"])],
+        harmonic=[dict(wavenumber=float(w), intensity_km_mol=float(i), raman_activity_A4_amu=float(s),
+                       depolarization=float(p))
+                  for w, i, s, p in zip(harmonic["frequencies"], harmonic["intensities"],
+                                        harmonic["activities"], harmonic["depolarization"])],
+        raman_half_ensemble_relative_l1=raman_half_l1,
         md_peaks=[dict(wavenumber=float(w), relative_height=float(h)) for w, h in zip(peaks, heights)],
         strong_modes_md_vs_harmonic=pairs,
         half_ensemble_relative_l1=ir["half_l1"], replicas=args.replicas,
@@ -175,15 +221,16 @@ def main(argv=None):
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("harmonic modes (strong, cm^-1 / km/mol):",
-          ", ".join(f"{w:.0f}/{i:.0f}" for w, i in zip(harmonic["wavenumbers"][strong],
+          ", ".join(f"{w:.0f}/{i:.0f}" for w, i in zip(harmonic["frequencies"][strong],
                                                       harmonic["intensities"][strong])))
     print("MD peaks (cm^-1):", ", ".join(f"{w:.0f}" for w in peaks))
     print("| strong harmonic mode cm^-1 | nearest MD peak cm^-1 | MD - harmonic |\n|---|---|---|")
     for pair in pairs:
         print(f"| {pair['harmonic']:.0f} | {pair['md']:.0f} | {pair['shift']:+.0f} |")
-    print(f"half-ensemble relative L1 difference of the spectrum: {ir['half_l1']:.1%}")
+    print(f"half-ensemble relative L1 difference of the spectrum: IR {ir['half_l1']:.1%}, "
+          f"Raman {raman_half_l1:.1%}")
     print(f"NVT mean temperature {summary['nvt_mean_temperature_K']:.0f} K; "
-          f"wrote {args.out}/ir.png; wall time {summary['wall_seconds']:.0f} s")
+          f"wrote {args.out}/ir.png and raman.png; wall time {summary['wall_seconds']:.0f} s")
     return summary
 
 

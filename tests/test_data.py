@@ -104,3 +104,40 @@ def test_polarization_folding_in_a_triclinic_cell():
     shifted = residual + np.array([2, -1, 3]) @ cell
     np.testing.assert_allclose(fold_polarization(shifted[None], np.zeros((1, 3, 3)), np.array([False]))[0],
                                shifted)
+
+
+def test_concatenate_keeps_labels_masks_and_runs_apart():
+    frames = labelled_frames()
+    whole = data_io.from_atoms(frames)
+    joined = data_io.concatenate([data_io.from_atoms(frames[:2]), data_io.from_atoms(frames[2:])])
+    assert set(joined) == set(whole)
+    for key in whole:
+        np.testing.assert_array_equal(joined[key], whole[key], err_msg=key)
+    # runs of different data sets never merge; one without runs counts each structure as a run
+    twice = data_io.concatenate([whole, whole])
+    assert twice["trajectory"].tolist() == [3, 4, 5, 6, 7, 8]
+    unnumbered = {k: v for k, v in whole.items() if k not in ("trajectory", "temperature")}
+    mixed = data_io.concatenate([whole, unnumbered])
+    assert mixed["trajectory"].tolist() == [3, 4, 5, 6, 7, 8] and "temperature" not in mixed
+    data_io.validate(mixed)
+
+
+def test_extra_training_data_never_reaches_the_held_out_splits(tmp_path):
+    """`train_data` files join the training split; validation and test stay what the main data
+    set alone gives (so a model fine-tuned with more data is scored on the same structures)."""
+    from jaxmd_efield.cli import train
+
+    frames = [molecule("H2O") for _ in range(8)]
+    for k, atoms in enumerate(frames):
+        atoms.calc = SinglePointCalculator(atoms, energy=-5.0 - k, forces=np.full((3, 3), 0.1 * k))
+        atoms.info["trajectory"] = k // 2
+    data_io.write_dataset(str(tmp_path / "main.xyz"), data_io.from_atoms(frames))
+    data_io.write_dataset(str(tmp_path / "extra.xyz"), data_io.from_atoms(frames[:3]))
+    config = dict(data=str(tmp_path / "main.xyz"), split=dict(fractions=[0.5, 0.25, 0.25], seed=0),
+                  model=dict(species=[1, 8]), loss=dict(energy=1.0))
+    _, _, alone = train.energy_setup(config, None)
+    _, _, more = train.energy_setup(dict(config, train_data=str(tmp_path / "extra.xyz")), None)
+    for name in ("validation", "test"):
+        np.testing.assert_array_equal(more[name]["energy"], alone[name]["energy"])
+    assert len(more["train"]["energy"]) == len(alone["train"]["energy"]) + 3
+    assert len(np.unique(more["train"]["trajectory"])) == len(np.unique(alone["train"]["trajectory"])) + 2

@@ -26,12 +26,15 @@ def test_main_command_short_run(tmp_path):
     """simulations/ethanol_ir.py (the README's main command) end to end, shortened."""
     summary = load("ethanol_ir").main(["--nvt-ps", "0.2", "--replicas", "4", "--nve-ps", "0.2",
                                        "--out", str(tmp_path)])
-    for name in ("nvt.h5", "nve.h5", "ir.png", "summary.json"):
+    for name in ("nvt.h5", "nve.h5", "ir.png", "raman.png", "summary.json"):
         assert (tmp_path / name).exists(), name
     assert len(summary["harmonic"]) == 21 and summary["md_peaks"] and summary["replicas"] == 4
     assert 100 < summary["nvt_mean_temperature_K"] < 600 and 0 < summary["half_ensemble_relative_l1"] < 2
-    nve, attrs = simulate.read_trajectory(str(tmp_path / "nve.h5"))
-    assert attrs["replicas"] == 4 and nve["dipole"].shape == (4, 200, 3)
+    assert 0 < summary["raman_half_ensemble_relative_l1"] < 2
+    assert all(mode["raman_activity_A4_amu"] >= 0 for mode in summary["harmonic"])
+    nve, attrs = simulate.read_trajectory(str(tmp_path / "nve.h5"))  # frames every 4 fs
+    assert attrs["replicas"] == 4 and nve["dipole"].shape == (4, 50, 3)
+    assert nve["polarizability"].shape == (4, 50, 3, 3) and nve["born_charges"].shape == (4, 50, 9, 3, 3)
 
 
 def test_periodic_example_matches_free_space(tmp_path):

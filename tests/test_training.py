@@ -166,7 +166,8 @@ def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
 def test_cli_refuses_unknown_config_keys(tmp_path):
     """A misspelt key (here huber_delta, which only the tensor task has) would be silently
     ignored; the shipped training configs pass."""
-    for name in ("ethanol_gfn2", "ethanol_gfn2_finetune", "becs_eps"):
+    for name in ("ethanol_gfn2", "ethanol_gfn2_finetune", "becs_eps", "molecules_gfn2",
+                 "molecules_gfn2_finetune", "molecules_gfn2_ethanol"):
         path = ROOT / "training" / "configs" / f"{name}.yaml"
         load_script("train").check_config(yaml.safe_load(path.read_text()), path)
     config = dict(data="d.h5", output=str(tmp_path), split=dict(fractions=[0.5, 0.5], seed=0),

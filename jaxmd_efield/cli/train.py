@@ -9,6 +9,9 @@ The config (unknown keys, at any level, are refused):
               cells in fields, from a data set (HDF5 or extended XYZ, see jaxmd_efield.data);
               tensor: Born charges and eps_inf of crystals (extended XYZ with `becs`, `eps`)
   data        the data file
+  train_data  (energy) a list of further data files whose structures all join the training split
+              (never validation or test): more data for a model whose held-out set must stay
+              the same, e.g. when fine-tuning with `init_from`
   names       (energy) label names in an extended XYZ file, if not the usual ones, e.g.
               {energy: REF_energy, forces: REF_forces}; see jaxmd_efield.data.ASE_NAMES
   output      output directory (or --out)
@@ -47,7 +50,7 @@ from jaxmd_efield.nn.nequip import EFieldNequIPConfig
 
 #: the keys a config may have, by task, and those of its sections
 COMMON = {"task", "data", "output", "init_from", "split", "model", "loss", "training"}
-TOP_LEVEL = dict(energy=COMMON | {"names"}, tensor=COMMON | {"huber_delta"})
+TOP_LEVEL = dict(energy=COMMON | {"names", "train_data"}, tensor=COMMON | {"huber_delta"})
 SECTIONS = dict(split={"fractions", "seed"},
                 model={f.name for f in dataclasses.fields(EFieldNequIPConfig)},
                 training={f.name for f in dataclasses.fields(training.TrainSettings)},
@@ -67,6 +70,12 @@ def check_config(cfg, path):
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown} in {where} (task {kind!r}); allowed: "
                              f"{sorted(allowed)}")
+
+
+def training_files(cfg):
+    """The config's `train_data`: a list of paths (one path alone is a list of one)."""
+    paths = cfg.get("train_data") or []
+    return [paths] if isinstance(paths, str) else list(paths)
 
 
 def split_data(data, fractions, seed):
@@ -104,10 +113,13 @@ def energy_setup(cfg, start_model):
     """(task, config, {split name: data}) for the field-dependent energy model on a data set
     (HDF5 or extended XYZ; label names in the file as `names`)."""
     model = start_model.config.to_dict() if start_model else dict(cfg["model"])
-    data, _ = data_io.read_dataset(cfg["data"], species=model.get("species"), names=cfg.get("names"))
-    model.setdefault("species", sorted(set(data["numbers"].tolist())))
+    data, *extra = [data_io.read_dataset(path, species=model.get("species"), names=cfg.get("names"))[0]
+                    for path in [cfg["data"], *training_files(cfg)]]
+    model.setdefault("species", sorted(set(np.concatenate([d["numbers"] for d in [data, *extra]]))))
     splits = dict(zip(("train", "validation", "test"),
                       split_data(data, cfg["split"]["fractions"], cfg["split"]["seed"])))
+    if extra:
+        splits["train"] = data_io.concatenate([splits["train"], *extra])
     if model.get("energy_shift") is None:
         model["energy_shift"], model["energy_scale"] = training.energy_statistics(
             splits["train"], model["species"])
@@ -162,7 +174,8 @@ def main(argv=None):
     task, config, splits = energy_setup(cfg, start_model) if kind == "energy" else \
         tensor_setup(cfg, start_model, settings.batch_size)
     sizes = {name: task.num_rows(task.rows(split)) for name, split in splits.items()}
-    print(" / ".join(f"{n} {name}" for name, n in sizes.items()) + f" rows from {cfg['data']}")
+    print(" / ".join(f"{n} {name}" for name, n in sizes.items()) + f" rows from {cfg['data']}"
+          + "".join(f" + {path} (training only)" for path in training_files(cfg)))
 
     start = time.perf_counter()
     state = training.train(task, splits["train"], splits["validation"], settings, out,
