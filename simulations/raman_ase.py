@@ -67,4 +67,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from jaxmd_efield.compilation import use_persistent_cache
+
+    use_persistent_cache()  # a second run loads compiled programs instead of compiling
     main()
