@@ -44,7 +44,9 @@ from jaxmd_efield import response, units
 INTEGRATORS = ("nvt_nose_hoover", "nvt_langevin", "nve")
 FRAME_UNITS = dict(time="fs", positions="Å", velocities="Å/fs", potential_energy="eV",
                    kinetic_energy="eV", total_energy="eV", temperature="K", field="V/Å",
-                   dipole="e·Å", polarizability="e·Å²/V", born_charges="e")
+                   dipole="e·Å")
+#: the units of the frames `record_response=True` adds
+RESPONSE_UNITS = dict(polarizability="e·Å²/V", born_charges="e")
 #: reallocations of the neighbor list for one chunk before `run` gives up.
 MAX_REALLOCATIONS = 5
 
@@ -320,7 +322,7 @@ class _TrajectoryWriter:
                 maxshape = list(value.shape)
                 maxshape[axis] = None
                 self.file.create_dataset(key, data=value, maxshape=tuple(maxshape), chunks=True)
-                self.file[key].attrs["units"] = FRAME_UNITS.get(key, "")
+                self.file[key].attrs["units"] = {**FRAME_UNITS, **RESPONSE_UNITS}.get(key, "")
             else:
                 dset = self.file[key]
                 dset.resize(dset.shape[axis] + n, axis=axis)

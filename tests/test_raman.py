@@ -2,6 +2,7 @@
 symmetry; spectra from polarizability trajectories against the harmonic activities they must
 integrate to; polarizability recorded along MD."""
 
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,6 +168,8 @@ def test_md_records_polarizability_and_born_charges_at_frames(ethanol, tmp_path)
         np.testing.assert_allclose(out["born_charges"][k], expected["born_charges"], rtol=1e-8, atol=1e-12)
     frames, _ = simulate.read_trajectory(str(tmp_path / "traj.h5"))
     np.testing.assert_array_equal(frames["polarizability"], out["polarizability"])
+    with h5py.File(tmp_path / "traj.h5") as f:
+        assert {k: f[k].attrs["units"] for k in simulate.RESPONSE_UNITS} == simulate.RESPONSE_UNITS
 
 
 def test_xtb_reference_raman_of_water_respects_its_symmetry():

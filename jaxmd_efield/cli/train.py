@@ -115,7 +115,7 @@ def energy_setup(cfg, start_model):
     model = start_model.config.to_dict() if start_model else dict(cfg["model"])
     data, *extra = [data_io.read_dataset(path, species=model.get("species"), names=cfg.get("names"))[0]
                     for path in [cfg["data"], *training_files(cfg)]]
-    model.setdefault("species", sorted(set(np.concatenate([d["numbers"] for d in [data, *extra]]))))
+    model.setdefault("species", sorted(set(np.concatenate([d["numbers"] for d in [data, *extra]]).tolist())))
     splits = dict(zip(("train", "validation", "test"),
                       split_data(data, cfg["split"]["fractions"], cfg["split"]["seed"])))
     if extra:
