@@ -59,11 +59,11 @@ def test_symmetric_linear_molecule_obeys_mutual_exclusion():
     np.testing.assert_allclose(np.delete(out["activities"], symmetric), 0.0, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-def test_equivariant_model_on_co2_obeys_mutual_exclusion(dtype):
+def test_equivariant_model_on_co2_obeys_mutual_exclusion(dtype=jnp.float32):
     """Any E(3)-equivariant field-dependent energy has an alpha even under inversion, so for a
     centrosymmetric geometry the modes odd under inversion (antisymmetric stretch, bends) have
-    zero Raman activity, and the symmetric stretch zero IR intensity (tiny random model)."""
+    zero Raman activity, and the symmetric stretch zero IR intensity (tiny random model, in
+    float32, what users run; float64 derivatives are pinned by the central differences below)."""
     R = jnp.asarray([[-1.16, 0, 0], [0, 0, 0], [1.16, 0, 0]], dtype) + jnp.asarray([0.2, -0.1, 0.3], dtype)
     masses = np.array([16.0, 12.0, 16.0])
     neighbor_fn, init_fn, energy_fn = jef.efield_nequip_neighbor_list(
@@ -97,8 +97,10 @@ def test_polarizability_derivatives_match_central_differences(ethanol):
     np.testing.assert_allclose(out["activities"], 45 * a2 + 7 * g2)
     assert np.all(np.diff(out["frequencies"]) >= 0) and out["frequencies"].shape == (21,)
     assert np.all((out["depolarization"] >= 0) & (out["depolarization"] <= 0.75 + 1e-12))
-    ir = spectra.harmonic_ir(energy, R, masses, field=field)  # the IR that comes along
-    np.testing.assert_allclose(out["intensities"], ir["intensities"], rtol=1e-8, atol=1e-10)
+    # the IR that comes along: |sum_i Z_i . displacement_i|^2 in km/mol, Z from `response`
+    born = jax.jit(lambda R_: response.born_charges(energy)(R_, field=field))(R)
+    dmu_dq = np.einsum("iab,kib->ka", born, displacements)
+    np.testing.assert_allclose(out["intensities"], units.KM_MOL_PER_E2_AMU * (dmu_dq**2).sum(1), rtol=1e-8)
 
 
 @pytest.mark.parametrize("dt, nu0", [(1.0, 1200.0), (4.0, 3000.0)])  # fs, cm^-1
