@@ -9,7 +9,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: install demo test example lo-to bench bench-nve
+.PHONY: install demo test test-slow example lo-to bench bench-nve
 install: $(VENV)/.installed
 
 demo: install  ## the main job: NVT of ethanol in a time-varying field with the shipped model, IR spectrum
@@ -17,6 +17,9 @@ demo: install  ## the main job: NVT of ethanol in a time-varying field with the 
 
 test: install  ## the test suite (what CI runs), on two workers
 	$(PY) -m pytest -q -n 2
+
+test-slow: install  ## the tests kept out of `make test` for time: multi-device runs on 4 forced CPU devices
+	$(PY) -m pytest -q -m slow
 
 example: install  ## the README quickstart: NVT of ethanol in a time-varying field
 	$(PY) simulations/quickstart.py

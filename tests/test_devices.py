@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import jax, numpy as np
 jax.config.update("jax_enable_x64", True)
@@ -59,6 +61,7 @@ print("split over 4 devices equals one device")
 """
 
 
+@pytest.mark.slow  # a subprocess with 4 forced host devices: `make test-slow`
 def test_prediction_and_training_split_over_devices_equal_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""),
                                                "--xla_force_host_platform_device_count=4"]))

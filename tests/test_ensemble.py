@@ -100,6 +100,7 @@ print("sharded replicas equal single runs")
 """
 
 
+@pytest.mark.slow  # a subprocess with 4 forced host devices: `make test-slow`
 def test_replicas_split_over_devices_equal_single_runs(tmp_path):
     """On 4 forced host devices the 8 replicas are split over the devices and each equals its
     single run on one device (1e-6 relative, float64)."""
