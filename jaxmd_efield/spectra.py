@@ -112,11 +112,16 @@ def ir_ensemble(dipoles, dt_fs, band=(400.0, 3800.0), **kwargs):
     spectra = np.stack([s for _, s in per_replica])
     half = len(spectra) // 2
     halves = np.stack([spectra[:half].mean(0), spectra[half:2 * half].mean(0)])
-    inside = (wavenumbers >= band[0]) & (wavenumbers <= band[1])
-    half_l1 = np.abs(halves[0] - halves[1])[inside].sum() / (halves.mean(0)[inside].sum())
     return dict(wavenumbers=wavenumbers, spectrum=spectra.mean(0),
                 standard_error=spectra.std(0, ddof=1) / np.sqrt(len(spectra)), halves=halves,
-                half_l1=float(half_l1))
+                half_l1=relative_l1(wavenumbers, *halves, band))
+
+
+def relative_l1(wavenumbers, a, b, band=(400.0, 3800.0)):
+    """sum |a - b| / sum (a + b) / 2 over `band` (cm^-1): how far two spectra (e.g. of the two
+    halves of an ensemble) differ (0: identical)."""
+    inside = (wavenumbers >= band[0]) & (wavenumbers <= band[1])
+    return float(np.abs(a - b)[inside].sum() / (0.5 * (a + b))[inside].sum())
 
 
 def raman_invariants(tensor):

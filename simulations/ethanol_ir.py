@@ -196,9 +196,7 @@ def main(argv=None):
     half = args.replicas // 2
     raman_halves = [raman_of(nve["polarizability"][part])["unpolarized"]
                     for part in (slice(0, half), slice(half, 2 * half))]
-    inside = (raman["wavenumbers"] > 400) & (raman["wavenumbers"] < 3800)
-    raman_half_l1 = float(np.abs(raman_halves[0] - raman_halves[1])[inside].sum()
-                          / (0.5 * (raman_halves[0] + raman_halves[1]))[inside].sum())
+    raman_half_l1 = spectra.relative_l1(raman["wavenumbers"], *raman_halves)
     plot_raman(os.path.join(args.out, "raman.png"), raman, raman_halves, harmonic, args.replicas)
 
     peaks, heights = md_peaks(wavenumbers, spectrum)
