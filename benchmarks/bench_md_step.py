@@ -12,7 +12,8 @@ one process, on one machine, float32:
                       jax_md NequIP   quantity.force of jax_md.energy.nequip_neighbor_list
                       forces          our energy_fn in a constant field, forces only
                       +dipole         response.energy_forces_dipole (one reverse pass)
-                      +alpha          energy_forces_dipole and response.polarizability
+                      +alpha          response.field_response(born_charges=False): forces,
+                                      dipole and polarizability in one program
                       +alpha+Z*       response.field_response (also the Born charges)
                     with equal width, depth, cutoff, radial basis and radial MLP (random
                     parameters: speed does not depend on their values)
@@ -259,8 +260,8 @@ def variants(R, numbers, side):
     response = jef.response
 
     def dipole_alpha(R_, n_):
-        _, f, mu = response.energy_forces_dipole(E)(R_, field=FIELD, neighbor=n_)
-        return f, (mu, response.polarizability(E)(R_, field=FIELD, neighbor=n_))
+        out = response.field_response(E, born_charges=False)(R_, field=FIELD, neighbor=n_)
+        return out["forces"], (out["dipole"], out["polarizability"])
 
     def everything(R_, n_):
         out = response.field_response(E)(R_, field=FIELD, neighbor=n_)

@@ -1,5 +1,6 @@
-"""Cost of recording the polarizability and Born charges for Raman along MD: `simulate.run(...,
-record_response=True)` against the same run without it, shipped ethanol-gfn2 model, NVE,
+"""Cost of recording the polarizability (and Born charges) for Raman along MD: `simulate.run(...,
+record_response="polarizability")` and `record_response=True` (also the Born charges) against
+the same run without it, shipped ethanol-gfn2 model, NVE,
 float32, in one process. Compilation is excluded as in bench_ensemble.py (a run of 1000 + steps
 minus a run of 1000; the fastest of --repeats such differences), with JAX's persistent
 compilation cache on so that the compilations every `run` call makes are loads, not noise. Target: recording every 10th step costs <= 1.3x. Writes
@@ -55,15 +56,21 @@ def main(argv=None):
         for every in args.record_every:
             seconds = {flag: min(go(K, 1000 + args.steps, every, flag) - go(K, 1000, every, flag)
                                  for _ in range(args.repeats))
-                       for flag in (False, True)}
+                       for flag in (False, "polarizability", True)}
             rows.append(dict(replicas=K, record_every=every, seconds_without=seconds[False],
-                             seconds_with=seconds[True], ratio=seconds[True] / seconds[False]))
+                             seconds_polarizability=seconds["polarizability"], seconds_with=seconds[True],
+                             ratio_polarizability=seconds["polarizability"] / seconds[False],
+                             ratio=seconds[True] / seconds[False]))
             print(f"done: {rows[-1]}", flush=True)
-    print(f"| replicas | record every | ms/step without | ms/step with polarizability + Born charges | ratio |")
-    print("|---|---|---|---|---|")
+    print("| replicas | record every | ms/step without | with polarizability | ratio | "
+          "with polarizability + Born charges | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['replicas']} | {row['record_every']} | {1e3 * row['seconds_without'] / args.steps:.2f} | "
-              f"{1e3 * row['seconds_with'] / args.steps:.2f} | {row['ratio']:.2f}x |")
+        ms = {key: f"{1e3 * row[key] / args.steps:.2f}"
+              for key in ("seconds_without", "seconds_polarizability", "seconds_with")}
+        print(f"| {row['replicas']} | {row['record_every']} | {ms['seconds_without']} | "
+              f"{ms['seconds_polarizability']} | {row['ratio_polarizability']:.2f}x | {ms['seconds_with']} | "
+              f"{row['ratio']:.2f}x |")
     backend = jax.default_backend()
     result = dict(rows=rows, steps=args.steps, backend=backend, devices=str(jax.devices()),
                   cpu_count=os.cpu_count(), platform=platform.platform(), model="ethanol-gfn2")

@@ -48,17 +48,22 @@ def dipole(energy_fn):
     return fn
 
 
-def field_response(energy_fn):
+def field_response(energy_fn, born_charges=True):
     """Everything at once: one reverse pass over (R, F) differentiated forward along the three
     field directions. Returns a dict with energy, forces, dipole, polarizability and
-    born_charges (units and index orders in the module docstring)."""
+    born_charges (units and index orders in the module docstring). With born_charges=False
+    only the dipole is differentiated (no per-atom tangents of the forces): energy, forces,
+    dipole and polarizability from one program, the cheapest way to all four."""
     def fn(R, field=None, **kwargs):
         def gradients(F_):
             energy, f, mu = energy_forces_dipole(energy_fn)(R, field=F_, **kwargs)
-            return (f, mu), (energy, f, mu)
-        (df_dF, dmu_dF), (energy, f, mu) = jax.jacfwd(gradients, has_aux=True)(_field(field, R))
-        return dict(energy=energy, forces=f, dipole=mu, polarizability=dmu_dF,
-                    born_charges=jnp.swapaxes(df_dF, 1, 2))
+            return ((f, mu) if born_charges else mu), (energy, f, mu)
+        tangents, (energy, f, mu) = jax.jacfwd(gradients, has_aux=True)(_field(field, R))
+        out = dict(energy=energy, forces=f, dipole=mu)
+        if not born_charges:
+            return dict(out, polarizability=tangents)
+        df_dF, dmu_dF = tangents
+        return dict(out, polarizability=dmu_dF, born_charges=jnp.swapaxes(df_dF, 1, 2))
     return fn
 
 

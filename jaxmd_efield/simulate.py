@@ -132,9 +132,11 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     steps: MD steps (rounded up to whole frames); record_every: steps between frames.
     observables: {name: fn(R, neighbor, field) -> array}, recorded with every frame (neighbor:
     the energy model's list; an observable with another cutoff brings its own).
-    record_response: also record the polarizability (3, 3) e·Å²/V and Born charges (N, 3, 3) e
-    with every frame, from one extra forward-over-reverse pass per frame (the steps between
-    frames cost what they cost without it): the input of `spectra.raman_from_polarizabilities`.
+    record_response: True also records the polarizability (3, 3) e·Å²/V and Born charges
+    (N, 3, 3) e with every frame, from one extra forward-over-reverse pass per frame (the steps
+    between frames cost what they cost without it); "polarizability" records the polarizability
+    only, from a cheaper pass (no per-atom field derivatives of the forces): all that
+    `spectra.raman_from_polarizabilities` needs.
     output: HDF5 path (written as the run goes) or None. neighbors: a neighbor list to start
     from (updated to R first). momenta: initial momenta (N, 3) in amu·Å/fs, else drawn at
     temperature_K.
@@ -156,6 +158,9 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
     """
     if steps < record_every or record_every < 1:
         raise ValueError("need steps >= record_every >= 1")
+    if record_response not in (False, True, "polarizability"):
+        raise ValueError(f"record_response must be False, True or 'polarizability', got {record_response!r}")
+    born_charges = record_response is True
     K = 1 if replicas is None else int(replicas)
     if K < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
@@ -225,9 +230,9 @@ def run(energy_fn, shift_fn, neighbor_fn, R, masses, field_fn, *, steps, dt_fs=0
                       **{name: jax.vmap(fn)(state.position, nbrs, field)
                          for name, fn in observables.items()})
         if record_response:
-            linear = jax.vmap(lambda R_, nb, F: response.field_response(energy_fn)(R_, field=F, neighbor=nb))(
-                state.position, nbrs, field)
-            record.update(polarizability=linear["polarizability"], born_charges=linear["born_charges"])
+            linear = jax.vmap(lambda R_, nb, F: response.field_response(energy_fn, born_charges)(
+                R_, field=F, neighbor=nb))(state.position, nbrs, field)
+            record.update({key: linear[key] for key in RESPONSE_UNITS if key in linear})
         return (state, nbrs, (energy, dipole), first_bad), (t, record)
 
     @functools.partial(jax.jit, static_argnums=3)

@@ -184,7 +184,7 @@ def main(argv=None):
                        fields.constant([0.0, 0.0, 0.0]), steps=int(args.nve_ps * 1e3 / args.dt_fs),
                        integrator="nve", momenta=masses[:, None] * nvt["velocities"][:, -1],
                        output=os.path.join(args.out, "nve.h5"), record_every=record_every["nve"],
-                       frames_per_chunk=25, record_response=True, **common)
+                       frames_per_chunk=25, record_response="polarizability", **common)
     frame_fs = record_every["nve"] * args.dt_fs
     ir = spectra.ir_ensemble(nve["dipole"], frame_fs, temperature_K=args.temperature,
                              n_blocks=args.blocks)

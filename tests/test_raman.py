@@ -172,6 +172,15 @@ def test_md_records_polarizability_and_born_charges_at_frames(ethanol, tmp_path)
     np.testing.assert_array_equal(frames["polarizability"], out["polarizability"])
     with h5py.File(tmp_path / "traj.h5") as f:
         assert {k: f[k].attrs["units"] for k in simulate.RESPONSE_UNITS} == simulate.RESPONSE_UNITS
+    alpha_only = simulate.run(energy, ethanol["shift"], ethanol["neighbor_fn"], ethanol["R"], ethanol["masses"],
+                              lambda t: jnp.array([0.0, 0.05, 0.01 * jnp.sin(t)]), steps=20, record_every=5,
+                              integrator="nve", temperature_K=50.0, progress=False,
+                              record_response="polarizability")
+    assert "born_charges" not in alpha_only
+    np.testing.assert_allclose(alpha_only["polarizability"], out["polarizability"], rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="record_response must be"):
+        simulate.run(energy, ethanol["shift"], ethanol["neighbor_fn"], ethanol["R"], ethanol["masses"],
+                     lambda t: jnp.zeros(3), steps=5, record_every=5, record_response="alpha")
 
 
 def test_xtb_reference_raman_of_water_respects_its_symmetry():

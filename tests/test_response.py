@@ -113,6 +113,10 @@ def test_separate_observables_match_combined(ethanol, ethanol_response):
     np.testing.assert_allclose(forces, out["forces"], atol=1e-12)
     np.testing.assert_allclose(dipole, out["dipole"], atol=1e-12)
     np.testing.assert_allclose(energy, out["energy"], atol=1e-12)
+    without_born = jax.jit(jef.response.field_response(E, born_charges=False))(R, field=FIELD, neighbor=nbrs)
+    assert set(without_born) == set(out) - {"born_charges"}
+    for key, value in without_born.items():
+        np.testing.assert_allclose(value, out[key], atol=1e-12, err_msg=key)
     # field=None means zero field
     np.testing.assert_allclose(jax.jit(jef.response.dipole(E))(R, neighbor=nbrs),
                                ethanol_response(R, jnp.zeros(3))["dipole"], atol=1e-12)

@@ -231,24 +231,58 @@ class ChannelwiseProduct:
 
 
 class RadialMLP(hk.Module):
-    """`e3nn_jax.haiku.MultiLayerPerceptron(list_neurons, act, output_activation=False)` (same
-    parameters, no biases, "path" gradient normalization), its outputs taken in the order
-    `output_index`: the radial weights written straight in a product's channel order."""
+    """The parameters of `e3nn_jax.haiku.MultiLayerPerceptron(list_neurons, act,
+    output_activation=False)` (no biases, "path" gradient normalization) under its module name:
+    calling it returns the weight matrices, already scaled by 1 / sqrt(fan_in), the last one's
+    columns taken in the order `output_index` (the radial weights written straight in a
+    product's channel order). `radial_mlp(matrices, act, x)` applies them: a pure function, so
+    that it can run inside `jax.checkpoint` and `lax.scan` (`sum_over_edge_chunks`)."""
 
-    def __init__(self, list_neurons, act, output_index, name=None):
+    def __init__(self, list_neurons, output_index, name=None):
         super().__init__(name=name)
-        self.list_neurons, self.act, self.output_index = list_neurons, act, output_index
+        self.list_neurons, self.output_index = list_neurons, output_index
 
-    def __call__(self, x):
+    def __call__(self, fan_in, dtype):
         if e3nn.config("gradient_normalization") not in ("path", 1.0):
             raise NotImplementedError("RadialMLP follows e3nn's default 'path' gradient normalization")
+        matrices = []
         for i, width in enumerate(self.list_neurons):
-            w = _Weights(width, name=f"linear_{i}")(x.shape[-1], x.dtype)
-            last = i == len(self.list_neurons) - 1
-            x = (x @ (w[:, self.output_index] if last else w)) / np.sqrt(w.shape[0])
-            if not last:
-                x = normalized(self.act)(x)
-        return x
+            w = _Weights(width, name=f"linear_{i}")(fan_in, dtype) / np.sqrt(fan_in)
+            matrices.append(w[:, self.output_index] if i == len(self.list_neurons) - 1 else w)
+            fan_in = width
+        return matrices
+
+
+def radial_mlp(matrices, act, x):
+    """The MLP of `RadialMLP`'s matrices on x (..., fan_in), with e3nn's normalized `act`
+    between layers. No biases: x = 0 (a padded edge) gives exactly 0."""
+    for i, w in enumerate(matrices):
+        x = x @ w
+        if i < len(matrices) - 1:
+            x = normalized(act)(x)
+    return x
+
+
+def sum_over_edge_chunks(fn, edge_arrays, num_nodes, chunk_size):
+    """sum over edges of fn(edge arrays) -> features by degree {l: (num_nodes, 2l+1, C_l)}, in
+    chunks of `chunk_size` edges when there are more: a `lax.scan` whose body is rematerialized
+    (`jax.checkpoint`) in the backward pass, so that memory holds one chunk's per-edge
+    intermediates instead of every edge's (linear and small in the number of atoms).
+
+    fn(edge_arrays) must be a sum over its edges that an all-zero edge (the padding: zero radial
+    features, senders and receivers 0) leaves unchanged. Chunk k holds the edges k, k + K,
+    k + 2K, ... (K chunks): an edge axis split over devices in blocks (`batch.shard`) stays split
+    within every chunk."""
+    num_edges = edge_arrays[0].shape[0]
+    if num_edges <= chunk_size:
+        return fn(edge_arrays)
+    num_chunks = -(-num_edges // chunk_size)
+    chunks = [jnp.pad(a, [(0, num_chunks * chunk_size - num_edges)] + [(0, 0)] * (a.ndim - 1))
+              .reshape(chunk_size, num_chunks, *a.shape[1:]).swapaxes(0, 1) for a in edge_arrays]
+    body = jax.checkpoint(fn)
+    first = jax.tree_util.tree_map(lambda a: a[0], chunks)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(body, first))
+    return jax.lax.scan(lambda total, chunk: (add(total, body(chunk)), None), zeros, chunks)[0]
 
 
 class _Weights(hk.Module):

@@ -26,7 +26,8 @@ class FieldInteraction(hk.Module):
                  + SelfConnection_{species_i}(h_i) )
 
     The self-connection has one weight set per species (NequIP), or one shared set when
-    `num_species` is None.
+    `num_species` is None. The sum over edges runs in chunks of `edge_chunk` edges, each
+    recomputed in the backward pass (`dense.sum_over_edge_chunks`), when there are more.
 
     The node-level tensor product h_i (x) F_i is what makes the message passing itself
     field dependent (as in MACE-Field / ENequIP): it is polynomial in F, so the energy stays
@@ -34,13 +35,14 @@ class FieldInteraction(hk.Module):
     """
 
     def __init__(self, irreps_out, num_species, avg_num_neighbors, radial_hidden,
-                 radial_layers, name=None):
+                 radial_layers, edge_chunk, name=None):
         super().__init__(name=name)
         self.irreps_out = e3nn.Irreps(irreps_out)
         self.num_species = num_species
         self.avg_num_neighbors = avg_num_neighbors
         self.radial_hidden = radial_hidden
         self.radial_layers = radial_layers
+        self.edge_chunk = edge_chunk
 
     def __call__(self, h, irreps_h, species, edge_sh, irreps_sh, edge_radial, senders, receivers,
                  field):
@@ -73,11 +75,19 @@ class FieldInteraction(hk.Module):
             inputs[id(plan)].append(h_up[l][..., start:start + len(starts)])
             offset[l] = start + len(starts)
 
-        weights = dense.RadialMLP([self.radial_hidden] * self.radial_layers + [messages.num_weights],
-                                  jax.nn.silu, messages.weight_index, name="radial_mlp")(edge_radial)
-        z = messages([x[senders] for x in inputs[id(messages)]], edge_sh, weights)
-        mixed = [{l: jax.ops.segment_sum(x, receivers, h[0].shape[0]) / jnp.sqrt(self.avg_num_neighbors)
-                  for l, x in z.items()}]
+        radial = dense.RadialMLP([self.radial_hidden] * self.radial_layers + [messages.num_weights],
+                                 messages.weight_index, name="radial_mlp")(edge_radial.shape[-1], dtype)
+        xs, num_nodes = inputs[id(messages)], h[0].shape[0]
+
+        def message_sum(edge_arrays):
+            sh, radial_features, senders_, receivers_ = edge_arrays
+            weights = dense.radial_mlp(radial, jax.nn.silu, radial_features)
+            z = messages([x[senders_] for x in xs], sh, weights)
+            return {l: jax.ops.segment_sum(x, receivers_, num_nodes) for l, x in z.items()}
+
+        summed = dense.sum_over_edge_chunks(message_sum, (edge_sh, edge_radial, senders, receivers),
+                                            num_nodes, self.edge_chunk)
+        mixed = [{l: x / jnp.sqrt(self.avg_num_neighbors) for l, x in summed.items()}]
         rows, irreps_mixed = [messages.z_starts], messages.z_irreps
         if field is not None:
             coupling = plans[1]
