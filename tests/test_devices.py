@@ -18,8 +18,9 @@ from ase.build import molecule
 import jaxmd_efield as jef
 from jaxmd_efield import batch, checkpoint, data as data_io, training
 
+# edge_chunk 64: the batches' message sums run in rematerialized chunks of edges split over devices
 TINY = jef.EFieldNequIPConfig(species=(1, 6, 8), r_cut=4.0, hidden_irreps="8x0e + 4x1o + 2x1e",
-                              num_layers=2, num_basis=6, radial_hidden=8, readout_hidden=8)
+                              num_layers=2, num_basis=6, radial_hidden=8, readout_hidden=8, edge_chunk=64)
 rng = np.random.default_rng(0)
 cell = np.array([[6.0, 0.0, 0.0], [1.0, 5.5, 0.0], [-0.5, 0.8, 6.2]])
 waters = Atoms("OH2" * 6, positions=rng.uniform(0, 5.5, size=(18, 3)), cell=cell, pbc=True)
@@ -36,7 +37,7 @@ data["field"] = fields
 params = task.init(jax.random.PRNGKey(0), task.batch(task.rows(data), np.arange(4), 4))
 model = checkpoint.Model(TINY, params)
 packed = batch.pack(jef.evaluate.graphs(model, structures, fields))
-assert len(batch.shard(packed)["senders"].sharding.device_set) == 4
+assert len(batch.shard(packed)["senders"].sharding.device_set) == 4 and len(packed["senders"]) > 4 * 64
 split = jef.predict(model, structures, field=fields, response=True)
 single = jef.predict(model, structures, field=fields, response=True, devices=one)
 for a, b in zip(split, single):

@@ -263,8 +263,8 @@ def radial_mlp(matrices, act, x):
     return x
 
 
-def sum_over_edge_chunks(fn, edge_arrays, num_nodes, chunk_size):
-    """sum over edges of fn(edge arrays) -> features by degree {l: (num_nodes, 2l+1, C_l)}, in
+def sum_over_edge_chunks(fn, edge_arrays, chunk_size):
+    """sum over edges of fn(edge arrays) -> node features by degree {l: (N, 2l+1, C_l)}, in
     chunks of `chunk_size` edges when there are more: a `lax.scan` whose body is rematerialized
     (`jax.checkpoint`) in the backward pass, so that memory holds one chunk's per-edge
     intermediates instead of every edge's (linear and small in the number of atoms).

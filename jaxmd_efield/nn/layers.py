@@ -86,7 +86,7 @@ class FieldInteraction(hk.Module):
             return {l: jax.ops.segment_sum(x, receivers_, num_nodes) for l, x in z.items()}
 
         summed = dense.sum_over_edge_chunks(message_sum, (edge_sh, edge_radial, senders, receivers),
-                                            num_nodes, self.edge_chunk)
+                                            self.edge_chunk)
         mixed = [{l: x / jnp.sqrt(self.avg_num_neighbors) for l, x in summed.items()}]
         rows, irreps_mixed = [messages.z_starts], messages.z_irreps
         if field is not None:

@@ -34,8 +34,8 @@ class EFieldNequIPConfig:
         ~1000 crystals overfit with per-species sets).
     edge_chunk: edges per chunk of the message sum in systems with more edges than this: the
         per-edge intermediates of one chunk at a time are kept, and recomputed in the backward
-        pass, so memory stays linear and small (~12 kB per edge otherwise). Changes the
-        memory and speed, not the result.
+        pass, so memory stays linear and small (16 kB per edge otherwise at the width of
+        `benchmarks/bench_md_step.py`). Changes the memory and speed, not the result.
     energy_shift: per-species atomic energy shift, eV (same order as `species`), or None.
     energy_scale: atomic energy scale, eV: one number, or one per species.
     """
