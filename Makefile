@@ -18,7 +18,7 @@ demo: install  ## the main job: NVT of ethanol in a time-varying field with the 
 test: install  ## the test suite (what CI runs), on two workers
 	$(PY) -m pytest -q -n 2
 
-test-slow: install  ## the tests kept out of `make test` for time: multi-device runs on 4 forced CPU devices
+test-slow: install  ## the tests kept out of `make test` for time: multi-device runs on 4 forced CPU devices, CLI train/predict end to end
 	$(PY) -m pytest -q -m slow
 
 example: install  ## the README quickstart: NVT of ethanol in a time-varying field

@@ -44,6 +44,7 @@ def test_generator_makes_several_molecules(tmp_path):
         make_data.main(["--molecules", "H2Oo", "--out", str(tmp_path / "x.xyz")])
 
 
+@pytest.mark.slow  # CLI end to end, ~80 s of compilation: `make test-slow`
 def test_predict_writes_predictions_and_scores_the_labels(tmp_path):
     data = data_io.from_samples(xtb_samples(seed=5, count=3, name="H2O") + xtb_samples(seed=6, count=2))
     data_io.write_dataset(str(tmp_path / "in.xyz"), data)

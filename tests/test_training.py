@@ -126,6 +126,7 @@ def test_batched_predictions_match_the_jax_md_builder(tiny_data):
             np.testing.assert_allclose(pred, out[key], atol=1e-9, err_msg=key)
 
 
+@pytest.mark.slow  # CLI end to end, ~80 s of compilation: `make test-slow`
 def test_cli_trains_exports_and_reports(tiny_data, tmp_path):
     config = dict(data=tiny_data, output=str(tmp_path / "run"), split=dict(fractions=[0.5, 0.25, 0.25], seed=0),
                   model=dict(dataclasses.asdict(TINY), species=list(TINY.species)), loss=WEIGHTS,
