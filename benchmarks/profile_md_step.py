@@ -43,7 +43,6 @@ def md_chunk(replicas, steps):
     nbrs = neighbor_fn.allocate(R)
     state = jax.jit(init_fn)(jax.random.PRNGKey(0), R, kT=300.0 * units.KB, field=FIELD, neighbor=nbrs,
                              mass=jnp.asarray(atoms.get_masses(), jnp.float32))
-    stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([a] * replicas), tree)  # noqa: E731
 
     @jax.jit
     def run(state, nbrs):
@@ -53,7 +52,8 @@ def md_chunk(replicas, steps):
             return (state, jax.vmap(lambda n, r: n.update(r))(nbrs, state.position)), ()
         return jax.lax.scan(step, (state, nbrs), None, length=steps)[0]
 
-    return run, stack(state), stack(nbrs)
+    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a] * replicas), (state, nbrs))
+    return (run, *stacked)
 
 
 def kernel_times(run, state, nbrs):
