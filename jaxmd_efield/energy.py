@@ -42,6 +42,7 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
     # jitted once here so that eager calls (and eager derivatives) run as one compiled program,
     # not op by op; under an outer jit they are inlined
     init, apply = jax.jit(network.init), jax.jit(network.apply)
+    apply_with_edge_terms = jax.jit(energy_network(config, edge_terms=True).apply)
 
     def network_inputs(R, neighbor, field, kwargs):
         R, field, problems, species_idx, *edge_arrays = structure_inputs(R, neighbor, field, kwargs)
@@ -55,4 +56,14 @@ def efield_nequip_neighbor_list(displacement_fn, box, species, config: EFieldNeq
         checked, inputs = network_inputs(R, neighbor, field, kwargs)
         return graph.guard(jnp.sum(apply(params, *inputs)), *checked)
 
+    def with_edge_terms(params, R, neighbor, field=None, edge_input_shifts=None, edge_sums=None,
+                        **kwargs):
+        """(energy_fn's energy, each block's (edge_inputs, edge_sum)), with the edge sums
+        shifted or replaced (`nn.nequip.node_features`): `response.field_response` finds it
+        (also through functools.partial) and computes the polarizability from it."""
+        checked, inputs = network_inputs(R, neighbor, field, kwargs)
+        energies, terms = apply_with_edge_terms(params, *inputs, edge_input_shifts, edge_sums)
+        return graph.guard(jnp.sum(energies), *checked), terms
+
+    energy_fn.with_edge_terms = with_edge_terms
     return neighbor_fn, init_fn, energy_fn

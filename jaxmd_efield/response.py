@@ -12,6 +12,8 @@ Each takes `energy_fn(R, field=..., **kwargs) -> E` (eV; R in Å, field in V/Å)
                 (index order atom, field/polarization, displacement, as phonopy)
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -48,13 +50,37 @@ def dipole(energy_fn):
     return fn
 
 
-def field_response(energy_fn, born_charges=True):
+#: fewest atoms for which `field_response(..., born_charges=False)` uses `edge_lagrangian` by
+#: default: it trades three tangents of the reverse pass through the edges for a Hessian of the
+#: node-only program, which pays where atoms have many edges each. Measured crossover
+#: (benchmarks/README.md): slower on ethanol (9 atoms, 8 edges each), faster from water
+#: clusters of 24 atoms up to periodic boxes of 1002.
+EDGE_LAGRANGIAN_MIN_ATOMS = 24
+
+
+def field_response(energy_fn, born_charges=True, method="auto"):
     """Everything at once: one reverse pass over (R, F) differentiated forward along the three
     field directions. Returns a dict with energy, forces, dipole, polarizability and
-    born_charges (units and index orders in the module docstring). With born_charges=False
-    only the dipole is differentiated (no per-atom tangents of the forces): energy, forces,
-    dipole and polarizability from one program, the cheapest way to all four."""
+    born_charges (units and index orders in the module docstring).
+
+    With born_charges=False, energy, forces, dipole and polarizability alone, cheaper, by one of
+    two exact methods (`method`): "forward" differentiates the reverse pass's dipole forward
+    (any energy function); "lagrangian" is `edge_lagrangian`, for this library's energy
+    functions (`with_edge_terms`, also through functools.partial); "auto" takes the lagrangian
+    where it can from EDGE_LAGRANGIAN_MIN_ATOMS atoms on, the forward method otherwise."""
+    if method not in ("auto", "forward", "lagrangian"):
+        raise ValueError(f"method must be 'auto', 'forward' or 'lagrangian', got {method!r}")
+    edge_terms_fn = _edge_terms_of(energy_fn)
+    if method == "lagrangian" and (born_charges or edge_terms_fn is None):
+        raise ValueError("method='lagrangian' needs born_charges=False and an energy function of "
+                         "this library's builders (with_edge_terms), got "
+                         + ("born_charges=True" if born_charges else f"{energy_fn!r}"))
+
     def fn(R, field=None, **kwargs):
+        if method == "lagrangian" or (method == "auto" and not born_charges and edge_terms_fn is not None
+                                      and jnp.shape(R)[0] >= EDGE_LAGRANGIAN_MIN_ATOMS):
+            return edge_lagrangian(functools.partial(edge_terms_fn, **kwargs), R, _field(field, R))
+
         def gradients(F_):
             energy, f, mu = energy_forces_dipole(energy_fn)(R, field=F_, **kwargs)
             return ((f, mu) if born_charges else mu), (energy, f, mu)
@@ -65,6 +91,60 @@ def field_response(energy_fn, born_charges=True):
         df_dF, dmu_dF = tangents
         return dict(out, polarizability=dmu_dF, born_charges=jnp.swapaxes(df_dF, 1, 2))
     return fn
+
+
+def _edge_terms_of(energy_fn):
+    """The `with_edge_terms` form of one of this library's energy functions, with the arguments
+    of any functools.partial around it; None for other energy functions."""
+    if isinstance(energy_fn, functools.partial):
+        inner = _edge_terms_of(energy_fn.func)
+        return inner and functools.partial(inner, *energy_fn.args, **energy_fn.keywords)
+    return getattr(energy_fn, "with_edge_terms", None)
+
+
+def edge_lagrangian(energy_with_edge_terms, R, field):
+    """Energy, forces, dipole and polarizability of a message-passing energy whose field
+    dependence reaches the edges only through their node inputs, without differentiating
+    through the edges twice.
+
+    energy_with_edge_terms(R, field=, edge_input_shifts=, edge_sums=) -> (E, [(x_k, z_k)]):
+    each block k's sum over edges z_k = L_k x_k is linear in its node inputs x_k (for fixed
+    positions); shifts are added to x_k on the edge path, given sums replace z_k (then no edge
+    is evaluated: a node-only program P(F, z)).
+
+    With mu_k = dE/dz_k, the Lagrangian  P(F, z) + sum_k mu_k . (L_k x_k(F, z) - z_k)  equals E
+    wherever z = L x, and is stationary in z at the solution, so its second derivative along
+    the solution (F + t, z + t dz/dF) is d2E/dF2 (the d2z/dF2 term drops out). mu_k . L_k x_k =
+    nu_k . x_k with nu_k = L_k^T mu_k = dE/d(shift of x_k), one more output of the reverse pass
+    that gives the forces. So: one reverse pass (forces, dipole, nu), three forward tangents of
+    the edge sums (dz/dF), and the Hessian in t (3 numbers) of the node-only
+    P(F + t, z + t dz/dF) + sum_k nu_k . x_k: the edges are traversed by the forward pass, its
+    reverse and three tangents, instead of also by three tangents of the reverse pass
+    (forward-over-reverse). Exact: the same numbers to rounding, and differentiable."""
+    def energy(R_, F_, shifts=None, sums=None):
+        return energy_with_edge_terms(R_, field=F_, edge_input_shifts=shifts, edge_sums=sums)
+
+    zero_shifts = [[jnp.zeros(x.shape, x.dtype) for x in xs]
+                   for xs, _ in jax.eval_shape(lambda: energy(R, field)[1])]
+
+    def total(R_, F_, shifts):
+        def edge_sums(F__):
+            E, terms = energy(R_, F__, shifts)
+            sums = [z for _, z in terms]
+            return sums, (E, sums)
+        sums_dot, (E, sums) = jax.jacfwd(edge_sums, has_aux=True)(F_)
+        return E, (sums, sums_dot)
+
+    (E, (sums, sums_dot)), (dE_dR, dE_dF, nu) = jax.value_and_grad(
+        total, argnums=(0, 1, 2), has_aux=True)(R, field, zero_shifts)
+
+    def lagrangian(t):
+        moved = jax.tree_util.tree_map(lambda z, dz: z + dz @ t, sums, sums_dot)
+        E_t, terms = energy(R, field + t, sums=moved)
+        return E_t + sum(jnp.vdot(n, x) for nu_k, (xs, _) in zip(nu, terms) for n, x in zip(nu_k, xs))
+
+    hessian = jax.hessian(lagrangian)(jnp.zeros_like(field))
+    return dict(energy=E, forces=-dE_dR, dipole=-dE_dF, polarizability=-hessian)
 
 
 def polarizability(energy_fn):

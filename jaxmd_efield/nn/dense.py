@@ -164,8 +164,9 @@ class ChannelwiseProduct:
 
     The input channels fall into groups that share their coefficients (same degree, same paths);
     group g reads x as one array (B, 2 l_g + 1, U_g) of the channels whose e3nn components (first
-    of each) are `x_starts[g]`. Per group and output degree l3 the product is one matmul
-    S = y . CG and one fused multiply-and-sum over m1 (at most 2 lmax + 1 terms), written as
+    of each) are `x_starts[g]`. The couplings S = y . CG of every group and output degree l3
+    are one matmul (`couplings`); per group and l3 the product is then one fused multiply-and-sum
+    over m1 (at most 2 lmax + 1 terms), written as
     features by degree {l3: (B, 2 l3 + 1, C_l3)}, channels ordered (group, path, channel), their
     e3nn components (first of each, in the layout of `z_irreps`) `z_starts[l3]`.
     """
@@ -207,6 +208,9 @@ class ChannelwiseProduct:
             self.paths.append(paths)
         assert np.allclose(rebuilt, table, atol=1e-12), "the product is not channelwise"
         self.z_starts = {l: np.concatenate(v) for l, v in sorted(z_starts.items())}
+        # every path's y . CG in one matmul (one kernel instead of one per group and degree)
+        self.couplings = np.concatenate([cg for paths in self.paths for cg in paths.values()], axis=1)
+        self.coupling_offsets = np.cumsum([0] + [cg.shape[1] for paths in self.paths for cg in paths.values()])
         #: e3nn index of the weight (a radial-MLP output) of each output channel, degree by degree
         self.weight_index = instance[np.concatenate(list(self.z_starts.values()))]
         self.num_weights = self.z_irreps.num_irreps
@@ -214,13 +218,15 @@ class ChannelwiseProduct:
     def __call__(self, xs, y, weights=None):
         """xs: per group (B, 2 l_g + 1, U_g); y: (B, Dy) laid out as irreps_y; weights: (B, C)
         per output channel in the order of `weight_index`, or None. Returns z by degree."""
-        out = {}
+        out, couplings = {}, y @ jnp.asarray(self.couplings, y.dtype)
+        columns = iter(zip(self.coupling_offsets, self.coupling_offsets[1:]))
         for x, paths in zip(xs, self.paths):
             batch, d1, u = x.shape
             for l3, cg in paths.items():
                 d3 = 2 * l3 + 1
                 num_paths = cg.shape[1] // (d1 * d3)
-                coupling = (y @ jnp.asarray(cg, y.dtype)).reshape(batch, d1, d3, num_paths, 1)
+                a, b = next(columns)
+                coupling = couplings[:, a:b].reshape(batch, d1, d3, num_paths, 1)
                 z = jnp.sum(coupling * x[:, :, None, None, :], axis=1).reshape(batch, d3, num_paths * u)
                 out.setdefault(l3, []).append(z)
         out = {l: jnp.concatenate(v, -1) for l, v in sorted(out.items())}

@@ -45,14 +45,22 @@ class FieldInteraction(hk.Module):
         self.edge_chunk = edge_chunk
 
     def __call__(self, h, irreps_h, species, edge_sh, irreps_sh, edge_radial, senders, receivers,
-                 field):
+                 field, edge_input_shift=None, edge_sum=None):
         """h: node features by degree ({l: (N, 2l+1, C_l)}, `dense`) with irreps `irreps_h`;
         species: (N,) indices into the species table; edge_sh: (E, irreps_sh.dim) spherical
         harmonics of the unit edge vectors (starting with Y_0 = 1); edge_radial: (E, num_basis)
         radial embedding, zero for padded edges; senders, receivers: (E,) valid atom indices;
-        field: (N, 3) field at each atom, V/Å, or None. Returns the new features and irreps."""
+        field: (N, 3) field at each atom, V/Å, or None.
+
+        The sum over edges is linear in its node inputs `edge_inputs` (the part of linear_up that
+        the messages read, one (N, 2l+1, U) array per product group): for the polarizability
+        (`response`) it can be shifted (`edge_input_shift`, same structure, added on the edge
+        path only) or replaced (`edge_sum`, {l: (N, 2l+1, C_l)}: then no edge is evaluated and
+        edge_sh, edge_radial may be None).
+
+        Returns the new features, their irreps, and (edge_inputs, edge_sum) as computed."""
         pre_gate = gate_input_irreps(self.irreps_out)
-        dtype = edge_radial.dtype
+        dtype = h[0].dtype
         messages = dense.ChannelwiseProduct(irreps_h, irreps_sh, pre_gate, with_x=True)
         plans = [messages] if field is None else [messages, dense.ChannelwiseProduct(irreps_h, "1x1o", pre_gate)]
 
@@ -75,18 +83,21 @@ class FieldInteraction(hk.Module):
             inputs[id(plan)].append(h_up[l][..., start:start + len(starts)])
             offset[l] = start + len(starts)
 
-        radial = dense.RadialMLP([self.radial_hidden] * self.radial_layers + [messages.num_weights],
-                                 messages.weight_index, name="radial_mlp")(edge_radial.shape[-1], dtype)
         xs, num_nodes = inputs[id(messages)], h[0].shape[0]
+        summed = edge_sum
+        if summed is None:
+            radial = dense.RadialMLP([self.radial_hidden] * self.radial_layers + [messages.num_weights],
+                                     messages.weight_index, name="radial_mlp")(edge_radial.shape[-1], dtype)
+            shifted = xs if edge_input_shift is None else [x + d for x, d in zip(xs, edge_input_shift)]
 
-        def message_sum(edge_arrays):
-            sh, radial_features, senders_, receivers_ = edge_arrays
-            weights = dense.radial_mlp(radial, jax.nn.silu, radial_features)
-            z = messages([x[senders_] for x in xs], sh, weights)
-            return {l: jax.ops.segment_sum(x, receivers_, num_nodes) for l, x in z.items()}
+            def message_sum(edge_arrays):
+                sh, radial_features, senders_, receivers_ = edge_arrays
+                weights = dense.radial_mlp(radial, jax.nn.silu, radial_features)
+                z = messages([x[senders_] for x in shifted], sh, weights)
+                return {l: jax.ops.segment_sum(x, receivers_, num_nodes) for l, x in z.items()}
 
-        summed = dense.sum_over_edge_chunks(message_sum, (edge_sh, edge_radial, senders, receivers),
-                                            self.edge_chunk)
+            summed = dense.sum_over_edge_chunks(message_sum, (edge_sh, edge_radial, senders, receivers),
+                                                self.edge_chunk)
         mixed = [{l: x / jnp.sqrt(self.avg_num_neighbors) for l, x in summed.items()}]
         rows, irreps_mixed = [messages.z_starts], messages.z_irreps
         if field is not None:
@@ -99,4 +110,5 @@ class FieldInteraction(hk.Module):
             irreps_mixed, dtype, rows={l: np.concatenate([r[l] for r in rows if l in r]) for l in degrees})
         out = dense.add(out, {l: jnp.concatenate([m[l] for m in mixed if l in m], -1) @ w
                               for l, w in down.items()})
-        return dense.gate(out, pre_gate, reached | reached_down)
+        h_out, irreps_out = dense.gate(out, pre_gate, reached | reached_down)
+        return h_out, irreps_out, (xs, summed)

@@ -91,28 +91,37 @@ class EFieldNequIPConfig:
         return cls(**d)
 
 
-def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field=None):
+def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field=None,
+                  edge_input_shifts=None, edge_sums=None):
     """Species embedding, then `cfg.num_layers` interaction blocks: the NequIP backbone shared
     by the energy and tensor networks. Call it inside a haiku module (its submodules are named
     species_embedding and interaction_k there). field: (N, 3) V/Å, or None.
-    Returns the node features by degree ({l: (N, 2l+1, C_l)}, `dense`) and their irreps."""
+    edge_input_shifts, edge_sums: one entry per block for `FieldInteraction` (None: none);
+    with edge_sums given no edge is evaluated. Returns the node features by degree ({l: (N, 2l+1, C_l)}, `dense`), their
+    irreps, and each block's (edge_inputs, edge_sum)."""
     num_species = len(cfg.species)
     hidden = e3nn.Irreps(cfg.hidden_irreps)
-    lengths = jnp.linalg.norm(edge_vectors, axis=-1)
-    edge_radial = bessel_embedding(lengths, cfg.r_cut, cfg.num_basis, cfg.envelope_p)
-    edge_radial = jnp.where(edge_mask[:, None], edge_radial, 0.0)
-    edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
-                                       edge_vectors, normalize=True, normalization="component")
+    edge_radial = edge_sh = None
+    if edge_sums is None:
+        lengths = jnp.linalg.norm(edge_vectors, axis=-1)
+        edge_radial = bessel_embedding(lengths, cfg.r_cut, cfg.num_basis, cfg.envelope_p)
+        edge_radial = jnp.where(edge_mask[:, None], edge_radial, 0.0)
+        edge_sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.sh_lmax),
+                                           edge_vectors, normalize=True, normalization="component").array
     num_scalars = hidden.filter(keep=["0e"]).num_irreps
     h = {0: hk.Embed(num_species, num_scalars, name="species_embedding")(species)
          .astype(edge_vectors.dtype)[:, None, :]}
     irreps = e3nn.Irreps(f"{num_scalars}x0e")
+    terms = []
     for layer in range(cfg.num_layers):
-        h, irreps = FieldInteraction(hidden, num_species if cfg.species_self_connection else None,
-                                     cfg.avg_num_neighbors, cfg.radial_hidden, cfg.radial_layers,
-                                     cfg.edge_chunk, name=f"interaction_{layer}")(
-            h, irreps, species, edge_sh.array, edge_sh.irreps, edge_radial, senders, receivers, field)
-    return h, irreps
+        h, irreps, block_terms = FieldInteraction(
+            hidden, num_species if cfg.species_self_connection else None, cfg.avg_num_neighbors,
+            cfg.radial_hidden, cfg.radial_layers, cfg.edge_chunk, name=f"interaction_{layer}")(
+            h, irreps, species, edge_sh, e3nn.Irreps.spherical_harmonics(cfg.sh_lmax), edge_radial,
+            senders, receivers, field, None if edge_input_shifts is None else edge_input_shifts[layer],
+            None if edge_sums is None else edge_sums[layer])
+        terms.append(block_terms)
+    return h, irreps, terms
 
 
 class EFieldNequIP(hk.Module):
@@ -125,7 +134,8 @@ class EFieldNequIP(hk.Module):
         super().__init__(name=name)
         self.config = config
 
-    def __call__(self, species, edge_vectors, senders, receivers, edge_mask, field):
+    def __call__(self, species, edge_vectors, senders, receivers, edge_mask, field,
+                 edge_input_shifts=None, edge_sums=None, edge_terms=False):
         """Per-atom energies, eV, shape (N,).
 
         species: (N,) int indices into `config.species`.
@@ -133,18 +143,27 @@ class EFieldNequIP(hk.Module):
         senders, receivers: (E,) atom indices j and i, in range for every edge.
         edge_mask: (E,) bool, False for padded edges (whose vectors must be nonzero).
         field: (N, 3) external field at each atom, V/Å.
+        edge_input_shifts, edge_sums: the edge sums shifted or replaced (`node_features`), and
+        with `edge_terms` the return value is (energies, each block's (edge_inputs, edge_sum)):
+        what `response.edge_lagrangian` needs for the polarizability.
         """
         cfg = self.config
-        h, irreps = node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, field)
+        h, irreps, terms = node_features(cfg, species, edge_vectors, senders, receivers, edge_mask,
+                                         field, edge_input_shifts, edge_sums)
         energy = FieldEnergyHead(cfg.readout_hidden, name="energy_head")(h, irreps, field)
         num_species = len(cfg.species)
         shift = jnp.zeros(num_species) if cfg.energy_shift is None else jnp.asarray(cfg.energy_shift)
         scale = jnp.broadcast_to(jnp.asarray(cfg.energy_scale), (num_species,))
-        return scale[species] * energy + shift[species]
+        energies = scale[species] * energy + shift[species]
+        return (energies, terms) if edge_terms else energies
 
 
-def energy_network(config: EFieldNequIPConfig):
+def energy_network(config: EFieldNequIPConfig, edge_terms=False):
     """The haiku-transformed network: `init(key, *inputs)` and `apply(params, *inputs)` with
     the inputs of `EFieldNequIP.__call__`. Builders and the trainer share it, so parameters
-    move between them unchanged."""
+    move between them unchanged. With `edge_terms`, apply takes edge_input_shifts and
+    edge_sums after the inputs and returns (energies, edge terms): `EFieldNequIP.__call__`."""
+    if edge_terms:
+        return hk.without_apply_rng(hk.transform(
+            lambda *inputs: EFieldNequIP(config)(*inputs, edge_terms=True)))
     return hk.without_apply_rng(hk.transform(lambda *inputs: EFieldNequIP(config)(*inputs)))

@@ -18,7 +18,7 @@ class BornDielectricNequIP(hk.Module):
 
     def __call__(self, species, edge_vectors, senders, receivers, edge_mask, node_graph,
                  node_mask, num_graphs):
-        h, irreps = node_features(self.config, species, edge_vectors, senders, receivers, edge_mask)
+        h, irreps, _ = node_features(self.config, species, edge_vectors, senders, receivers, edge_mask)
         born = BornChargeHead(len(self.config.species), name="born_head")(h, irreps, species)
         born = sum_rule_projection(born, node_graph, node_mask, num_graphs)
         dielectric = DielectricHead(name="dielectric_head")(h, irreps, node_graph, node_mask, num_graphs)
