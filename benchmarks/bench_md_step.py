@@ -13,15 +13,19 @@ one process, on one machine, float32:
                       forces          our energy_fn in a constant field, forces only
                       +dipole         response.energy_forces_dipole (one reverse pass)
                       +alpha          response.field_response(born_charges=False): forces,
-                                      dipole and polarizability in one program
+                                      dipole and polarizability in one program, by the
+                                      default method (the edge Lagrangian from 24 atoms on)
+                      +alpha forward / lagrangian   the same by each method
+                                      (method="forward": forward-over-reverse; "lagrangian":
+                                      response.edge_lagrangian)
                       +alpha+Z*       response.field_response (also the Born charges)
                     with equal width, depth, cutoff, radial basis and radial MLP (random
                     parameters: speed does not depend on their values)
   scaling           periodic water boxes of increasing size: one jitted
                     response.energy_forces_dipole call of our model at the same width;
-                    µs per atom, the process's peak RSS (ru_maxrss, read after each size; the
-                    sizes run first and in increasing order, so the reading after a size is the
-                    peak of the process up to it) and the compiled executable's
+                    µs per atom, the process's peak RSS (ru_maxrss, read after each size's
+                    compilation and warm-up call; the sizes are prepared first and in increasing
+                    order, so the reading after a size is the peak of the process up to it) and the compiled executable's
                     memory_analysis() (argument + output + temp bytes: what one call needs).
                     A size whose executable needs more than 80 % of the available memory is
                     compiled and reported but not run.
@@ -29,7 +33,9 @@ one process, on one machine, float32:
 Targets: MD step / xTB single point <= 1/3; ours / jax_md <= 0.5; forces+dipole+alpha / forces
 <= 2; µs/atom max / min over the boxes <= 1.15; peak memory of the largest (10^4-atom) box
 <= 3 GB. MD times are the median over repeats of a chunk of steps after compilation; single
-calls the median over repeats after a warm-up call. Prints each measurement as it finishes,
+calls the median over repeats after a warm-up call. The variants of one system, and the sizes of
+the scaling section, are timed in turns, round after round (compiled first), so that the slow
+drifts of a shared machine fall on all of them alike instead of on whichever ran last. Prints each measurement as it finishes,
 then one markdown table with values, targets and pass/fail, and writes
 results/md_step_<platform>.json (_quick / _partial appended for --quick / --sections runs).
 
@@ -73,7 +79,7 @@ TARGETS = dict(md_vs_xtb=1 / 3, ours_vs_jaxmd=0.5, alpha_vs_forces=2.0, per_atom
 SECTIONS = ("scaling", "md", "compare")
 QUICK = dict(md_steps=100, md_repeats=2, xtb_repeats=5, steps=1, repeats=2, compare_water=27,
              water="27,64", scaling_repeats=2)
-FULL = dict(md_steps=400, md_repeats=5, xtb_repeats=50, steps=5, repeats=3, compare_water=334,
+FULL = dict(md_steps=400, md_repeats=5, xtb_repeats=50, steps=5, repeats=5, compare_water=334,
             water="334,1000,3334", scaling_repeats=3)
 
 
@@ -259,9 +265,12 @@ def variants(R, numbers, side):
     jforce = quantity.force(functools.partial(jenergy, jparams))
     response = jef.response
 
-    def dipole_alpha(R_, n_):
-        out = response.field_response(E, born_charges=False)(R_, field=FIELD, neighbor=n_)
-        return out["forces"], (out["dipole"], out["polarizability"])
+    def dipole_alpha(method):
+        def fn(R_, n_):
+            out = response.field_response(E, born_charges=False, method=method)(
+                R_, field=FIELD, neighbor=n_)
+            return out["forces"], (out["dipole"], out["polarizability"])
+        return fn
 
     def everything(R_, n_):
         out = response.field_response(E)(R_, field=FIELD, neighbor=n_)
@@ -272,7 +281,9 @@ def variants(R, numbers, side):
         "forces": lambda R_, n_: (response.forces(E)(R_, field=FIELD, neighbor=n_), ()),
         "+dipole": lambda R_, n_: response.energy_forces_dipole(E)(
             R_, field=FIELD, neighbor=n_)[1:],
-        "+alpha": dipole_alpha,
+        "+alpha": dipole_alpha("auto"),
+        "+alpha forward": dipole_alpha("forward"),
+        "+alpha lagrangian": dipole_alpha("lagrangian"),
         "+alpha+Z*": everything,
     }
 
@@ -281,17 +292,31 @@ def compare(name, R, numbers, side, steps, repeats):
     R = jnp.asarray(R, jnp.float32)
     masses = jnp.asarray(ase.data.atomic_masses[numbers], jnp.float32)
     nbrs, forces = variants(R, numbers, side)
-    times, first = {}, {}
+    runs, first = {}, {}
     for variant, force_fn in forces.items():
-        run = velocity_verlet_runner(force_fn, R, masses, steps)
-        times[variant], first[variant], _, _ = time_ms_per_step(run, nbrs, steps, repeats)
-        log(f"  {name:34s} {variant:14s} {times[variant]:10.3f} ms/step   "
+        runs[variant] = velocity_verlet_runner(force_fn, R, masses, steps)
+        start = time.perf_counter()
+        jax.block_until_ready(runs[variant](nbrs))
+        first[variant] = time.perf_counter() - start
+    # the variants take turns, round after round, so that the machine's slow drifts (these
+    # machines are shared) fall on every variant alike and cancel in the ratios
+    all_times = {variant: [] for variant in runs}
+    for _ in range(repeats):
+        for variant, run in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(run(nbrs))
+            all_times[variant].append((time.perf_counter() - start) / steps * 1e3)
+    times = {variant: float(np.median(t)) for variant, t in all_times.items()}
+    for variant in runs:
+        log(f"  {name:34s} {variant:18s} {times[variant]:10.3f} ms/step   "
             f"(first chunk with compile {first[variant]:.1f} s)")
     return dict(system=name, atoms=len(numbers), steps_per_chunk=steps, repeats=repeats,
-                ms_per_step=times, first_chunk_with_compile_s=first,
+                ms_per_step=times, ms_per_step_all=all_times, first_chunk_with_compile_s=first,
                 ours_vs_jaxmd=times["forces"] / times["jax_md NequIP"],
                 dipole_vs_forces=times["+dipole"] / times["forces"],
                 alpha_vs_forces=times["+alpha"] / times["forces"],
+                alpha_forward_vs_forces=times["+alpha forward"] / times["forces"],
+                alpha_lagrangian_vs_forces=times["+alpha lagrangian"] / times["forces"],
                 alpha_born_vs_forces=times["+alpha+Z*"] / times["forces"])
 
 
@@ -307,11 +332,10 @@ def available_memory_bytes():
         return None
 
 
-def scaling(n_molecules, repeats, seconds_per_size):
-    """One jitted energy_forces_dipole call of our model on a periodic water box: compiled
-    first, and not run if its memory_analysis() says it needs more than 80 % of the memory
-    available; timed `repeats` times after a warm-up call, fewer where the warm-up call says
-    that would take more than `seconds_per_size`."""
+def scaling(n_molecules):
+    """One jitted energy_forces_dipole call of our model on a periodic water box: compiled, its
+    memory read, and one warm-up call unless its memory_analysis() says it needs more than 80 %
+    of the memory available. Returns (record, call or None); `time_in_turns` times the calls."""
     R, numbers, side = water_box(n_molecules)
     R = jnp.asarray(R, jnp.float32)
     _, energy_fn, params, _, nbrs = our_model(R, numbers, side)
@@ -330,31 +354,47 @@ def scaling(n_molecules, repeats, seconds_per_size):
     executable = None if memory is None else (
         memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes)
     available = available_memory_bytes()
-    times, skipped = [], None
+    run, skipped, warm_s = None, None, None
     if executable is not None and available is not None and executable > 0.8 * available:
         skipped = (f"not run: the executable needs {executable / 2**30:.1f} GB, "
                    f"{available / 2**30:.1f} GB available")
     else:
+        run = functools.partial(compiled, params, R, nbrs)
         start = time.perf_counter()
-        jax.block_until_ready(compiled(params, R, nbrs))  # warm-up
+        jax.block_until_ready(run())  # warm-up
         warm_s = time.perf_counter() - start
-        for _ in range(max(1, min(repeats, int(seconds_per_size / warm_s)))):
+    record = dict(molecules=n_molecules, atoms=len(numbers), side_A=side,
+                  edges_capacity=int(nbrs.idx.shape[-1]),
+                  edges=int(jnp.sum(nbrs.idx[0] < len(numbers))), skipped=skipped,
+                  warm_up_s=warm_s, compile_s=compile_s,
+                  max_rss_after_compile_bytes=rss_after_compile,
+                  max_rss_after_bytes=max_rss_bytes(), rss_now_bytes=current_rss_bytes(),
+                  executable_bytes=executable,
+                  memory_analysis=None if memory is None else dict(
+                      argument=memory.argument_size_in_bytes, output=memory.output_size_in_bytes,
+                      temp=memory.temp_size_in_bytes, alias=memory.alias_size_in_bytes,
+                      peak=getattr(memory, "peak_memory_in_bytes", None)))
+    return record, run
+
+
+def time_in_turns(records, runs, repeats, seconds_per_size):
+    """Times the prepared calls in turns (one call of each size per round; fewer rounds where
+    the warm-up calls say `repeats` would take longer than `seconds_per_size` per size) and
+    adds ms (median), µs per atom and the single times to each record."""
+    timed = [(r, run) for r, run in zip(records, runs) if run is not None]
+    rounds = max(1, min([repeats] + [int(seconds_per_size / r["warm_up_s"]) for r, _ in timed]))
+    times = [[] for _ in timed]
+    for _ in range(rounds):
+        for t, (_, run) in zip(times, timed):
             start = time.perf_counter()
-            jax.block_until_ready(compiled(params, R, nbrs))
-            times.append(time.perf_counter() - start)
-    ms = float(np.median(times)) * 1e3 if times else None
-    return dict(molecules=n_molecules, atoms=len(numbers), side_A=side,
-                edges_capacity=int(nbrs.idx.shape[-1]),
-                edges=int(jnp.sum(nbrs.idx[0] < len(numbers))), ms=ms, skipped=skipped,
-                us_per_atom=None if ms is None else ms * 1e3 / len(numbers),
-                repeats=len(times), compile_s=compile_s,
-                max_rss_after_compile_bytes=rss_after_compile,
-                max_rss_after_bytes=max_rss_bytes(), rss_now_bytes=current_rss_bytes(),
-                executable_bytes=executable,
-                memory_analysis=None if memory is None else dict(
-                    argument=memory.argument_size_in_bytes, output=memory.output_size_in_bytes,
-                    temp=memory.temp_size_in_bytes, alias=memory.alias_size_in_bytes,
-                    peak=getattr(memory, "peak_memory_in_bytes", None)))
+            jax.block_until_ready(run())
+            t.append(time.perf_counter() - start)
+    for r in records:
+        r.update(ms=None, us_per_atom=None, repeats=0, ms_all=[])
+    for t, (r, _) in zip(times, timed):
+        ms = float(np.median(t)) * 1e3
+        r.update(ms=ms, us_per_atom=ms * 1e3 / r["atoms"], repeats=len(t),
+                 ms_all=[x * 1e3 for x in t])
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -390,6 +430,8 @@ def table(shipped, xtb, rows, scale, baseline_rss):
         row(f"{r['system']}: forces+dipole / forces", f"{r['dipole_vs_forces']:.2f}")
         row(f"{r['system']}: forces+dipole+alpha / forces", f"{r['alpha_vs_forces']:.2f}",
             (r["alpha_vs_forces"], TARGETS["alpha_vs_forces"]), "<= 2")
+        row(f"{r['system']}: forces+dipole+alpha / forces, forward-over-reverse / edge Lagrangian",
+            f"{r['alpha_forward_vs_forces']:.2f} / {r['alpha_lagrangian_vs_forces']:.2f}")
         row(f"{r['system']}: forces+dipole+alpha+Z* / forces", f"{r['alpha_born_vs_forces']:.2f}",
             (r["alpha_born_vs_forces"], TARGETS["alpha_vs_forces"]), "<= 2")
     if not scale:
@@ -478,9 +520,12 @@ def main():
     if "scaling" in sections:
         log(f"scaling (forces+dipole, {args.scaling_repeats} calls after a warm-up; "
             f"max RSS before: {baseline_rss / 2**30:.2f} GB)")
-        for n in sizes:
-            s = scaling(n, args.scaling_repeats, args.seconds_per_size)
-            scale.append(s)
+        prepared = [scaling(n) for n in sizes]
+        scale = [record for record, _ in prepared]
+        time_in_turns(scale, [run for _, run in prepared], args.scaling_repeats,
+                      args.seconds_per_size)
+        del prepared
+        for s in scale:
             executable = "n/a" if s["executable_bytes"] is None else \
                 f"{s['executable_bytes'] / 2**30:.3f} GB"
             timing = s["skipped"] if s["ms"] is None else \
