@@ -97,8 +97,8 @@ def node_features(cfg, species, edge_vectors, senders, receivers, edge_mask, fie
     by the energy and tensor networks. Call it inside a haiku module (its submodules are named
     species_embedding and interaction_k there). field: (N, 3) V/Å, or None.
     edge_input_shifts, edge_sums: one entry per block for `FieldInteraction` (None: none);
-    with edge_sums given no edge is evaluated. Returns the node features by degree ({l: (N, 2l+1, C_l)}, `dense`), their
-    irreps, and each block's (edge_inputs, edge_sum)."""
+    with edge_sums given no edge is evaluated. Returns the node features by degree
+    ({l: (N, 2l+1, C_l)}, `dense`), their irreps, and each block's (edge_inputs, edge_sum)."""
     num_species = len(cfg.species)
     hidden = e3nn.Irreps(cfg.hidden_irreps)
     edge_radial = edge_sh = None
@@ -163,7 +163,5 @@ def energy_network(config: EFieldNequIPConfig, edge_terms=False):
     the inputs of `EFieldNequIP.__call__`. Builders and the trainer share it, so parameters
     move between them unchanged. With `edge_terms`, apply takes edge_input_shifts and
     edge_sums after the inputs and returns (energies, edge terms): `EFieldNequIP.__call__`."""
-    if edge_terms:
-        return hk.without_apply_rng(hk.transform(
-            lambda *inputs: EFieldNequIP(config)(*inputs, edge_terms=True)))
-    return hk.without_apply_rng(hk.transform(lambda *inputs: EFieldNequIP(config)(*inputs)))
+    return hk.without_apply_rng(hk.transform(
+        lambda *inputs: EFieldNequIP(config)(*inputs, edge_terms=edge_terms)))
