@@ -29,6 +29,7 @@ lo-to: install  ## LO-TO splitting of NaCl: rigid-ion force constants + Z*, eps_
 
 bench: install  ## benchmarks; write benchmarks/results/
 	$(PY) benchmarks/bench_md_step.py
+	$(PY) benchmarks/bench_field_response.py
 	$(PY) benchmarks/harmonic_ir_vs_xtb.py
 	$(PY) benchmarks/becs_eps_accuracy.py
 

@@ -77,7 +77,7 @@ TARGETS = dict(md_vs_xtb=1 / 3, ours_vs_jaxmd=0.5, alpha_vs_forces=2.0, per_atom
                peak_memory_gb=3.0)
 
 SECTIONS = ("scaling", "md", "compare")
-QUICK = dict(md_steps=100, md_repeats=2, xtb_repeats=5, steps=1, repeats=2, compare_water=27,
+QUICK = dict(md_steps=100, md_repeats=2, xtb_repeats=5, steps=2, repeats=2, compare_water=27,
              water="27,64", scaling_repeats=2)
 FULL = dict(md_steps=400, md_repeats=5, xtb_repeats=50, steps=5, repeats=5, compare_water=334,
             water="334,1000,3334", scaling_repeats=3)
@@ -213,7 +213,11 @@ def xtb_single_point(repeats, threads):
 def velocity_verlet_runner(force_fn, R0, masses, steps):
     """jit(run(nbrs) -> (positions, aux)) of `steps` velocity-Verlet steps, where
     force_fn(R, nbrs) -> (F, aux). aux (dipole, polarizability) is returned so that the compiler
-    cannot drop its computation from the loop."""
+    cannot drop its computation from the loop. At least 2 steps: XLA removes a loop of one step
+    and with it the last force call of the variants whose aux is empty (nothing reads it), not
+    of the others, which would halve the forces-only time against them."""
+    if steps < 2:
+        raise ValueError(f"velocity_verlet_runner needs at least 2 steps, got {steps}")
     masses = masses[:, None]
 
     @jax.jit
@@ -288,6 +292,20 @@ def variants(R, numbers, side):
     }
 
 
+def ms_per_step_in_turns(runs, nbrs, steps, repeats):
+    """({variant: median ms per step}, {variant: ms per step of every round}) of compiled
+    runs(nbrs) of `steps` steps each. The variants take turns, round after round, so that the
+    machine's slow drifts (these machines are shared) fall on every variant alike and cancel in
+    the ratios."""
+    all_times = {variant: [] for variant in runs}
+    for _ in range(repeats):
+        for variant, run in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(run(nbrs))
+            all_times[variant].append((time.perf_counter() - start) / steps * 1e3)
+    return {variant: float(np.median(t)) for variant, t in all_times.items()}, all_times
+
+
 def compare(name, R, numbers, side, steps, repeats):
     R = jnp.asarray(R, jnp.float32)
     masses = jnp.asarray(ase.data.atomic_masses[numbers], jnp.float32)
@@ -298,15 +316,7 @@ def compare(name, R, numbers, side, steps, repeats):
         start = time.perf_counter()
         jax.block_until_ready(runs[variant](nbrs))
         first[variant] = time.perf_counter() - start
-    # the variants take turns, round after round, so that the machine's slow drifts (these
-    # machines are shared) fall on every variant alike and cancel in the ratios
-    all_times = {variant: [] for variant in runs}
-    for _ in range(repeats):
-        for variant, run in runs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(run(nbrs))
-            all_times[variant].append((time.perf_counter() - start) / steps * 1e3)
-    times = {variant: float(np.median(t)) for variant, t in all_times.items()}
+    times, all_times = ms_per_step_in_turns(runs, nbrs, steps, repeats)
     for variant in runs:
         log(f"  {name:34s} {variant:18s} {times[variant]:10.3f} ms/step   "
             f"(first chunk with compile {first[variant]:.1f} s)")
@@ -432,8 +442,7 @@ def table(shipped, xtb, rows, scale, baseline_rss):
             (r["alpha_vs_forces"], TARGETS["alpha_vs_forces"]), "<= 2")
         row(f"{r['system']}: forces+dipole+alpha / forces, forward-over-reverse / edge Lagrangian",
             f"{r['alpha_forward_vs_forces']:.2f} / {r['alpha_lagrangian_vs_forces']:.2f}")
-        row(f"{r['system']}: forces+dipole+alpha+Z* / forces", f"{r['alpha_born_vs_forces']:.2f}",
-            (r["alpha_born_vs_forces"], TARGETS["alpha_vs_forces"]), "<= 2")
+        row(f"{r['system']}: forces+dipole+alpha+Z* / forces (no target)", f"{r['alpha_born_vs_forces']:.2f}")
     if not scale:
         return lines, summary
     row("process max RSS before the scaling runs", f"{baseline_rss / 2**30:.2f} GB")

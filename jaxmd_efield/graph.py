@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import custom_partition, partition, space
 
+from jaxmd_efield.nn.dense import IN_BOUNDS
+
 NeighborListFormat = partition.NeighborListFormat
 
 
@@ -173,10 +175,12 @@ def edges(displacement_fn, R, neighbor, fractional_coordinates=False, **kwargs):
     if multi_image:
         box = kwargs.get("box", neighbor.box)
         R_real = space.transform(box, R) if fractional_coordinates else R
-        vectors = R_real[senders] + space.transform(box, shifts.astype(R.dtype)) - R_real[receivers]
+        vectors = (R_real.at[senders].get(mode=IN_BOUNDS) + space.transform(box, shifts.astype(R.dtype))
+                   - R_real.at[receivers].get(mode=IN_BOUNDS))
         mask = mask & ((senders != receivers) | jnp.any(shifts != 0, axis=-1))
     else:
-        vectors = jax.vmap(lambda a, b: displacement_fn(a, b, **kwargs))(R[senders], R[receivers])
+        vectors = jax.vmap(lambda a, b: displacement_fn(a, b, **kwargs))(
+            R.at[senders].get(mode=IN_BOUNDS), R.at[receivers].get(mode=IN_BOUNDS))
         mask = mask & (senders != receivers)
     vectors = jnp.where(mask[:, None], vectors, 1.0)
     return vectors, senders, receivers, mask

@@ -53,12 +53,43 @@ def dipole(energy_fn):
 #: fewest atoms for which `field_response(..., born_charges=False)` uses `edge_lagrangian` by
 #: default: it trades three tangents of the reverse pass through the edges for a Hessian of the
 #: node-only program, which pays where atoms have many edges each. Measured crossover
-#: (benchmarks/README.md): slower on ethanol (9 atoms, 8 edges each), faster from water
-#: clusters of 24 atoms up to periodic boxes of 1002.
+#: (benchmarks/bench_field_response.py, step time / forces step, each method at its default
+#: tangents): slower on ethanol (9 atoms, 8 edges each: 2.36 vs 1.97), about even on a water
+#: cluster of 24 atoms (2.01 vs 2.09), faster from 48 (1.61 vs 2.06) up to a periodic box of
+#: 1002 (1.75 vs 2.22).
 EDGE_LAGRANGIAN_MIN_ATOMS = 24
 
+#: fewest atoms for which the three field tangents of the polarizability run batched (`jax.vmap`,
+#: as `jax.jacfwd`) by default; below it, and always for the Born charges, they run one after
+#: another on one linearization: on small systems three copies of a small program beat one whose
+#: arrays carry a tangent axis that XLA keeps transposing. Measured (same benchmark, batched vs
+#: one by one): ethanol's polarizability 2.34 vs 1.97 (forward), 48 water atoms 1.90 vs 1.61
+#: (Lagrangian), 81 / 96 / 1002 atoms 1.77 / 1.74 / 1.75 vs 1.92 / 1.89 / 2.23; with the Born
+#: charges one by one was faster at every size, ethanol 3.51 vs 3.37 to 1002 atoms 5.97 vs 4.90.
+BATCHED_TANGENTS_MIN_ATOMS = 64
 
-def field_response(energy_fn, born_charges=True, method="auto"):
+
+def field_jacobian(fn, field, batched=True):
+    """`jax.jacfwd(fn, has_aux=True)(field)` for a field (3,): (d fn / d field with the field
+    index last on every output leaf, aux). batched=False runs the three tangents one after
+    another (`jax.linearize`, then one call of the linear map per field direction) instead of
+    vmapped: the same numbers, faster for small systems (BATCHED_TANGENTS_MIN_ATOMS)."""
+    if batched:
+        return jax.jacfwd(fn, has_aux=True)(field)
+    _, tangent_fn, aux = jax.linearize(fn, field, has_aux=True)
+    columns = [tangent_fn(direction) for direction in jnp.eye(3, dtype=field.dtype)]
+    return jax.tree_util.tree_map(lambda *c: jnp.stack(c, -1), *columns), aux
+
+
+def _batched(R, batched_tangents, born_charges):
+    """Whether the field tangents run batched: as asked, or (None) for the polarizability alone
+    from BATCHED_TANGENTS_MIN_ATOMS atoms on."""
+    if batched_tangents is None:
+        return not born_charges and jnp.shape(R)[0] >= BATCHED_TANGENTS_MIN_ATOMS
+    return batched_tangents
+
+
+def field_response(energy_fn, born_charges=True, method="auto", batched_tangents=None):
     """Everything at once: one reverse pass over (R, F) differentiated forward along the three
     field directions. Returns a dict with energy, forces, dipole, polarizability and
     born_charges (units and index orders in the module docstring).
@@ -67,7 +98,10 @@ def field_response(energy_fn, born_charges=True, method="auto"):
     two exact methods (`method`): "forward" differentiates the reverse pass's dipole forward
     (any energy function); "lagrangian" is `edge_lagrangian`, for this library's energy
     functions (`with_edge_terms`, also through functools.partial); "auto" takes the lagrangian
-    where it can from EDGE_LAGRANGIAN_MIN_ATOMS atoms on, the forward method otherwise."""
+    where it can from EDGE_LAGRANGIAN_MIN_ATOMS atoms on, the forward method otherwise.
+    batched_tangents: run the three field tangents vmapped (True) or one after another (False,
+    `field_jacobian`); None: batched for the polarizability alone from BATCHED_TANGENTS_MIN_ATOMS
+    atoms on. Only the speed depends on it."""
     if method not in ("auto", "forward", "lagrangian"):
         raise ValueError(f"method must be 'auto', 'forward' or 'lagrangian', got {method!r}")
     edge_terms_fn = _edge_terms_of(energy_fn)
@@ -77,14 +111,16 @@ def field_response(energy_fn, born_charges=True, method="auto"):
                          + ("born_charges=True" if born_charges else f"{energy_fn!r}"))
 
     def fn(R, field=None, **kwargs):
+        batched = _batched(R, batched_tangents, born_charges)
         if method == "lagrangian" or (method == "auto" and not born_charges and edge_terms_fn is not None
                                       and jnp.shape(R)[0] >= EDGE_LAGRANGIAN_MIN_ATOMS):
-            return edge_lagrangian(functools.partial(edge_terms_fn, **kwargs), R, _field(field, R))
+            return edge_lagrangian(functools.partial(edge_terms_fn, **kwargs), R, _field(field, R),
+                                   batched)
 
         def gradients(F_):
             energy, f, mu = energy_forces_dipole(energy_fn)(R, field=F_, **kwargs)
             return ((f, mu) if born_charges else mu), (energy, f, mu)
-        tangents, (energy, f, mu) = jax.jacfwd(gradients, has_aux=True)(_field(field, R))
+        tangents, (energy, f, mu) = field_jacobian(gradients, _field(field, R), batched)
         out = dict(energy=energy, forces=f, dipole=mu)
         if not born_charges:
             return dict(out, polarizability=tangents)
@@ -102,7 +138,7 @@ def _edge_terms_of(energy_fn):
     return getattr(energy_fn, "with_edge_terms", None)
 
 
-def edge_lagrangian(energy_with_edge_terms, R, field):
+def edge_lagrangian(energy_with_edge_terms, R, field, batched_tangents=True):
     """Energy, forces, dipole and polarizability of a message-passing energy whose field
     dependence reaches the edges only through their node inputs, without differentiating
     through the edges twice.
@@ -120,7 +156,8 @@ def edge_lagrangian(energy_with_edge_terms, R, field):
     the edge sums (dz/dF), and the Hessian in t (3 numbers) of the node-only
     P(F + t, z + t dz/dF) + sum_k nu_k . x_k: the edges are traversed by the forward pass, its
     reverse and three tangents, instead of also by three tangents of the reverse pass
-    (forward-over-reverse). Exact: the same numbers to rounding, and differentiable."""
+    (forward-over-reverse). Exact: the same numbers to rounding, and differentiable.
+    batched_tangents: as in `field_jacobian`."""
     def energy(R_, F_, shifts=None, sums=None):
         return energy_with_edge_terms(R_, field=F_, edge_input_shifts=shifts, edge_sums=sums)
 
@@ -132,7 +169,7 @@ def edge_lagrangian(energy_with_edge_terms, R, field):
             E, terms = energy(R_, F__, shifts)
             sums = [z for _, z in terms]
             return sums, (E, sums)
-        sums_dot, (E, sums) = jax.jacfwd(edge_sums, has_aux=True)(F_)
+        sums_dot, (E, sums) = field_jacobian(edge_sums, F_, batched_tangents)
         return E, (sums, sums_dot)
 
     (E, (sums, sums_dot)), (dE_dR, dE_dF, nu) = jax.value_and_grad(
@@ -143,21 +180,24 @@ def edge_lagrangian(energy_with_edge_terms, R, field):
         E_t, terms = energy(R, field + t, sums=moved)
         return E_t + sum(jnp.vdot(n, x) for nu_k, (xs, _) in zip(nu, terms) for n, x in zip(nu_k, xs))
 
-    hessian = jax.hessian(lagrangian)(jnp.zeros_like(field))
+    hessian, _ = field_jacobian(lambda t: (jax.grad(lagrangian)(t), ()), jnp.zeros_like(field),
+                                batched_tangents)
     return dict(energy=E, forces=-dE_dR, dipole=-dE_dF, polarizability=-hessian)
 
 
 def polarizability(energy_fn):
     """Polarizability -d2E/dF dF, e·Å²/V, (3, 3)."""
     def fn(R, field=None, **kwargs):
-        return jax.jacfwd(lambda F_: dipole(energy_fn)(R, field=F_, **kwargs))(_field(field, R))
+        return field_jacobian(lambda F_: (dipole(energy_fn)(R, field=F_, **kwargs), ()),
+                              _field(field, R), _batched(R, None, False))[0]
     return fn
 
 
 def born_charges(energy_fn):
     """Born effective charges Z[i, a, b] = dF_ib/dF_a, e, (N, 3, 3)."""
     def fn(R, field=None, **kwargs):
-        df_dF = jax.jacfwd(lambda F_: forces(energy_fn)(R, field=F_, **kwargs))(_field(field, R))
+        df_dF, _ = field_jacobian(lambda F_: (forces(energy_fn)(R, field=F_, **kwargs), ()),
+                                  _field(field, R), _batched(R, None, True))
         return jnp.swapaxes(df_dF, 1, 2)
     return fn
 

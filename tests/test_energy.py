@@ -89,6 +89,28 @@ def test_neighbor_list_formats_agree(ethanol, fmt):
         np.testing.assert_allclose(a, b, atol=1e-10)
 
 
+@pytest.mark.parametrize("fmt", [partition.Sparse, partition.OrderedSparse, partition.Dense],
+                         ids=["Sparse", "OrderedSparse", "Dense"])
+def test_edge_indices_stay_in_range(ethanol, fmt):
+    """Every gather and scatter over edges promises in-range indices (`nn.dense.IN_BOUNDS`): the
+    padding slots of a neighbor list (index N) must come out of `graph.edges` as atom 0,
+    masked, for every list format, minimum image and multi-image."""
+    cases = [(space.free()[0], 10.0, ethanol["R"], dict(disable_cell_list=True)),
+             (None, TRICLINIC, jnp.asarray(CELL_FRACTIONAL @ np.asarray(TRICLINIC).T), MULTI_IMAGE)]
+    for displacement, box, R, kwargs in cases:
+        kwargs = dict(kwargs)
+        list_fn = kwargs.pop("neighbor_list_fn", partition.neighbor_list)
+        neighbor_fn = list_fn(displacement, box, TINY.r_cut, format=fmt, capacity_multiplier=2.0, **kwargs)
+        nbrs = neighbor_fn.allocate(R)
+        vectors, senders, receivers, mask = jef.graph.edges(displacement, R, nbrs)
+        n = R.shape[0]
+        assert int(jnp.sum(~mask)) > 0  # the list has padding
+        for index in (senders, receivers):
+            assert int(index.min()) >= 0 and int(index.max()) < n
+        assert bool(jnp.all(jnp.where(mask, True, (senders == 0) | (senders == receivers))))
+        assert bool(jnp.all(jnp.isfinite(vectors)))
+
+
 def test_energy_is_smooth_at_the_cutoff(ethanol):
     """A C-O pair pulled through r_cut: energy continuous, force -> 0, nothing beyond."""
     neighbor_fn, _, energy_fn = jef.efield_nequip_neighbor_list(

@@ -122,6 +122,29 @@ def test_separate_observables_match_combined(ethanol, ethanol_response):
                                ethanol_response(R, jnp.zeros(3))["dipole"], atol=1e-12)
 
 
+def test_field_tangents_batched_or_one_by_one(ethanol, monkeypatch):
+    """The three field tangents vmapped (`jax.jacfwd`) or run one after another on one
+    linearization give the same numbers, by both methods and with the Born charges; the default
+    runs them one by one for the Born charges and below BATCHED_TANGENTS_MIN_ATOMS atoms."""
+    R, E, nbrs = ethanol["R"], ethanol["energy"], ethanol["nbrs"]
+    for born_charges, method in ((True, "forward"), (False, "forward"), (False, "lagrangian")):
+        batched, one_by_one = (jax.jit(jef.response.field_response(
+            E, born_charges, method, batched_tangents=b))(R, field=FIELD, neighbor=nbrs) for b in (True, False))
+        for key in batched:
+            np.testing.assert_allclose(one_by_one[key], batched[key], rtol=1e-12, atol=1e-14,
+                                       err_msg=f"{method}, born_charges={born_charges}: {key}")
+    asked = []
+    real = jef.response.field_jacobian
+    monkeypatch.setattr(jef.response, "field_jacobian",
+                        lambda fn, field, batched=True: asked.append(batched) or real(fn, field, batched))
+    jax.jit(jef.response.field_response(E))(R, field=FIELD, neighbor=nbrs)
+    jax.jit(jef.response.field_response(E, born_charges=False))(R, field=FIELD, neighbor=nbrs)
+    assert asked == [False, False]
+    many = jnp.zeros((jef.response.BATCHED_TANGENTS_MIN_ATOMS, 3))
+    assert jef.response._batched(many, None, born_charges=False)
+    assert not jef.response._batched(many, None, born_charges=True)
+
+
 def test_field_acts_inside_the_message_passing(ethanol):
     """The readout's explicit terms (-mu_i.F - 1/2 F.alpha_i.F) are at most quadratic in F, so if
     the field did not enter the interaction blocks, d3E/dF3 would be exactly zero and alpha

@@ -26,6 +26,12 @@ import numpy as np
 from e3nn_jax._src.linear import FunctionalLinear
 
 
+#: gather and scatter mode over edges, whose indices are valid atoms (`graph.edges` points padded
+#: edges at atom 0, `batch` at the last padding node): XLA then checks no bounds and the backward
+#: pass masks nothing (an ethanol MD step ~10 % faster)
+IN_BOUNDS = jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS
+
+
 def instance_starts(irreps):
     """{l: e3nn component index of the first component of each instance of degree l}: the
     channels of each degree block, in order."""

@@ -93,8 +93,9 @@ class FieldInteraction(hk.Module):
             def message_sum(edge_arrays):
                 sh, radial_features, senders_, receivers_ = edge_arrays
                 weights = dense.radial_mlp(radial, jax.nn.silu, radial_features)
-                z = messages([x[senders_] for x in shifted], sh, weights)
-                return {l: jax.ops.segment_sum(x, receivers_, num_nodes) for l, x in z.items()}
+                z = messages([x.at[senders_].get(mode=dense.IN_BOUNDS) for x in shifted], sh, weights)
+                return {l: jax.ops.segment_sum(x, receivers_, num_nodes, mode=dense.IN_BOUNDS)
+                        for l, x in z.items()}
 
             summed = dense.sum_over_edge_chunks(message_sum, (edge_sh, edge_radial, senders, receivers),
                                                 self.edge_chunk)
