@@ -12,7 +12,7 @@ multiples of the forces-only step:
   alpha+Z* <tangents>        the same and the Born charges (forward-over-reverse)
 
 Systems: ethanol and water clusters in free space, periodic water boxes (--systems).
-Writes results/field_response_<platform>.json.
+Writes results/field_response_<platform>.json (_partial appended for other systems or repeats).
 
     python benchmarks/bench_field_response.py                       # ~10 min on 2 cores
     python benchmarks/bench_field_response.py --systems ethanol,cluster:8 --repeats 5
@@ -33,7 +33,7 @@ from bench_md_step import (FIELD, ethanol, log, ms_per_step_in_turns, our_model,
                            velocity_verlet_runner, water_box)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-DEFAULT_SYSTEMS = "ethanol,cluster:8,cluster:16,cluster:32,box:27,box:334"
+DEFAULT_SYSTEMS, DEFAULT_REPEATS = "ethanol,cluster:8,cluster:16,cluster:32,box:27,box:334", 9
 #: velocity-Verlet steps per timed chunk: STEP_BUDGET_ATOMS / atoms, at least 2
 #: (`velocity_verlet_runner`)
 STEP_BUDGET_ATOMS = 2000
@@ -112,7 +112,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
                         help=f"comma-separated ethanol, cluster:<n>, box:<n> (default {DEFAULT_SYSTEMS})")
-    parser.add_argument("--repeats", type=int, default=9, help="rounds of timed chunks per system")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help=f"rounds of timed chunks per system (default {DEFAULT_REPEATS})")
     args = parser.parse_args()
     specs = args.systems.split(",")
     for spec in specs:
@@ -127,7 +128,8 @@ def main():
     print("\nms per step of forces; the others as multiples of it (medians, in turns)\n")
     print("\n".join(lines))
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"field_response_{jax.default_backend()}.json")
+    partial = args.systems != DEFAULT_SYSTEMS or args.repeats != DEFAULT_REPEATS
+    path = os.path.join(RESULTS, f"field_response_{jax.default_backend()}{'_partial' if partial else ''}.json")
     with open(path, "w") as f:
         json.dump(dict(date=time.strftime("%Y-%m-%d"), seconds=time.time() - start,
                        load_average_at_start=load, end_load_average=os.getloadavg()[0],
